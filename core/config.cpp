@@ -1,0 +1,321 @@
+#include "core/config.hpp"
+
+#include "core/time.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace cloudbrain {
+namespace po = boost::program_options;
+
+namespace {
+
+// Every global key: its name and its help. All are read as strings and parsed below, so that
+// an error can name the key and the offending value.
+struct key_info {
+  const char* name;
+  const char* help;
+};
+constexpr key_info global_keys[] = {
+    {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)"},
+    {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)"},
+    {"database-url", "PostgreSQL connection URL (also DATABASE_URL)"},
+    {"deployment",
+     "name that marks this deployment's resources at the clouds (default cloudbrain)"},
+    {"base-url", "external base URL for Location headers (default: from the Host header)"},
+    {"reconcile-interval", "how often each provider's VMs are compared with the database (30s)"},
+    {"orphan-grace", "age after which a VM of ours with no live instance is deleted (10m)"},
+    {"job-lease", "how long a claimed job stays ours without renewal (30s)"},
+    {"job-max-attempts", "attempts before an instance is marked errored (10)"},
+    {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)"},
+    {"token-cache-ttl", "how long a verified token is remembered without scrypt (5m)"},
+    {"threads", "threads running the event loop (2)"},
+    {"blocking-threads", "threads for scrypt, signing and file reads (2)"},
+    {"db-pool-size", "PostgreSQL connections (16)"},
+    {"max-connections", "concurrent HTTP connections (10000)"},
+    {"log-level", "trace, debug, info, warn, error (info)"},
+};
+
+std::string env_name(std::string_view key) {
+  std::string out = "CLOUDBRAIN_";
+  for (char c : key)
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+po::options_description make_description() {
+  po::options_description desc("cloudbrain serve options");
+  desc.add_options()("config", po::value<std::string>(), "INI configuration file");
+  for (const auto& k : global_keys) desc.add_options()(k.name, po::value<std::string>(), k.help);
+  return desc;
+}
+
+template <class N>
+result<N> parse_number(std::string_view key, const std::string& v, N min, N max) {
+  N n{};
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || end != v.data() + v.size() || n < min || n > max) {
+    std::ostringstream msg;
+    msg << "'" << key << "' must be a number between " << min << " and " << max << ", not '" << v
+        << "'";
+    return fail(errc::bad_config, msg.str());
+  }
+  return n;
+}
+
+result<std::chrono::milliseconds> parse_key_duration(std::string_view key, const std::string& v) {
+  auto d = parse_duration(v);
+  if (!d) return fail(errc::bad_config, "'" + std::string(key) + "': " + d.error().detail);
+  return *d;
+}
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+result<void> apply_global(service_config& c, const std::string& key, const std::string& v) {
+  auto dur = [&](std::chrono::milliseconds& out) -> result<void> {
+    auto d = parse_key_duration(key, v);
+    if (!d) return d.error();
+    out = *d;
+    return {};
+  };
+  if (key == "config")
+    c.config_file = v;
+  else if (key == "listen" || key == "admin-listen") {
+    auto hp = split_host_port(v);
+    if (!hp) return fail(errc::bad_config, "'" + key + "': " + hp.error().detail);
+    (key == "listen" ? c.listen : c.admin_listen) = v;
+  } else if (key == "database-url")
+    c.database_url = v;
+  else if (key == "deployment") {
+    if (v.empty() || v.size() > 40 ||
+        v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+      return fail(errc::bad_config,
+                  "'deployment' must be 1-40 characters of a-z, 0-9 and '-', not '" + v + "'");
+    }
+    c.deployment = v;
+  } else if (key == "base-url")
+    c.base_url = v;
+  else if (key == "reconcile-interval")
+    return dur(c.reconcile_interval);
+  else if (key == "orphan-grace")
+    return dur(c.orphan_grace);
+  else if (key == "job-lease")
+    return dur(c.job_lease);
+  else if (key == "shutdown-timeout")
+    return dur(c.shutdown_timeout);
+  else if (key == "token-cache-ttl")
+    return dur(c.token_cache_ttl);
+  else if (key == "job-max-attempts") {
+    auto n = parse_number<unsigned>(key, v, 1, 1000);
+    if (!n) return n.error();
+    c.job_max_attempts = *n;
+  } else if (key == "threads" || key == "blocking-threads") {
+    auto n = parse_number<unsigned>(key, v, 1, 256);
+    if (!n) return n.error();
+    (key == "threads" ? c.threads : c.blocking_threads) = *n;
+  } else if (key == "db-pool-size") {
+    auto n = parse_number<std::size_t>(key, v, 1, 1000);
+    if (!n) return n.error();
+    c.db_pool_size = *n;
+  } else if (key == "max-connections") {
+    auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
+    if (!n) return n.error();
+    c.max_connections = *n;
+  } else if (key == "log-level") {
+    bool ok = false;
+    c.log_level = log::parse_level(v, &ok);
+    if (!ok)
+      return fail(errc::bad_config,
+                  "'log-level' must be trace, debug, info, warn or error, not '" + v + "'");
+  } else {
+    return fail(errc::bad_config, "unknown key '" + key + "'");
+  }
+  return {};
+}
+
+result<void> apply_provider_key(provider_section& p, const std::string& key, const std::string& v) {
+  const std::string where = "[provider." + p.name + "] ";
+  if (key == "type")
+    p.type = v;
+  else if (key == "zones")
+    p.zones = split_words(v);
+  else if (key == "rate-limit") {
+    char* end = nullptr;
+    const double r = std::strtod(v.c_str(), &end);
+    if (v.empty() || end != v.c_str() + v.size() || !(r > 0) || r > 100000) {
+      return fail(
+          errc::bad_config,
+          where + "'rate-limit' must be a positive number of calls per second, not '" + v + "'");
+    }
+    p.rate_limit = r;
+  } else if (key == "max-in-flight") {
+    auto n = parse_number<std::size_t>(where + "max-in-flight", v, 1, 100000);
+    if (!n) return n.error();
+    p.max_in_flight = *n;
+  } else if (key == "endpoint")
+    p.endpoint = v;
+  else
+    p.settings[key] = v;
+  return {};
+}
+
+bool valid_provider_name(std::string_view n) {
+  if (n.empty() || n.size() > 63) return false;
+  for (char c : n) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const provider_section* service_config::provider(std::string_view name) const {
+  for (const auto& p : providers)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+environment_lookup process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    if (const char* v = std::getenv(name.c_str())) return std::string(v);
+    return std::nullopt;
+  };
+}
+
+result<std::pair<std::string, unsigned short>> split_host_port(std::string_view s) {
+  std::string_view host;
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    const auto close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') {
+      return fail(errc::invalid_argument, "expected [ADDRESS]:PORT, got '" + std::string(s) + "'");
+    }
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    const auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return fail(errc::invalid_argument, "expected HOST:PORT, got '" + std::string(s) + "'");
+    }
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+    // "::1" or "::1:8080" would otherwise split inside the address.
+    if (host.find(':') != std::string_view::npos) {
+      return fail(errc::invalid_argument,
+                  "an IPv6 address needs brackets, as in [::1]:8080; got '" + std::string(s) + "'");
+    }
+  }
+  if (host.empty()) return fail(errc::invalid_argument, "no host in '" + std::string(s) + "'");
+  unsigned p = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc{} || end != port.data() + port.size() || p > 65535 || port.empty()) {
+    return fail(errc::invalid_argument, "bad port in '" + std::string(s) + "'");
+  }
+  return std::make_pair(std::string(host), static_cast<unsigned short>(p));
+}
+
+std::string config_help() {
+  std::ostringstream out;
+  out << make_description();
+  out << "\nEvery option may also come from the environment as CLOUDBRAIN_<NAME> (e.g.\n"
+         "CLOUDBRAIN_LISTEN, CLOUDBRAIN_ORPHAN_GRACE; DATABASE_URL is read too) or from the INI\n"
+         "file, where each provider has a [provider.NAME] section with type, zones, rate-limit,\n"
+         "max-in-flight, endpoint and the keys of its type. Flags override the environment,\n"
+         "which overrides the file.\n";
+  return out.str();
+}
+
+result<service_config> load_config(const std::vector<std::string>& args,
+                                   const environment_lookup& env) {
+  service_config cfg;
+  const auto desc = make_description();
+
+  // Flags first: program_options keeps the first value stored for each key.
+  po::variables_map flags;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), flags);
+  } catch (const po::error& e) {
+    return fail(errc::bad_config, e.what());
+  }
+
+  std::map<std::string, std::string> values;  // key -> value, highest precedence first
+  for (const auto& [k, v] : flags) values.emplace(k, v.as<std::string>());
+  for (const auto& k : global_keys) {
+    if (values.contains(k.name)) continue;
+    if (auto v = env(env_name(k.name))) values.emplace(k.name, *v);
+  }
+  if (!values.contains("database-url")) {
+    if (auto v = env("DATABASE_URL")) values.emplace("database-url", *v);
+  }
+  if (!values.contains("config")) {
+    if (auto v = env("CLOUDBRAIN_CONFIG")) values.emplace("config", *v);
+  }
+
+  std::map<std::string, provider_section> sections;
+  std::vector<std::string> section_order;
+  if (auto it = values.find("config"); it != values.end()) {
+    std::ifstream in(it->second);
+    if (!in) return fail(errc::bad_config, "cannot read config file '" + it->second + "'");
+    po::parsed_options parsed(&desc);
+    try {
+      parsed = po::parse_config_file(in, desc, /*allow_unregistered=*/true);
+    } catch (const po::error& e) {
+      return fail(errc::bad_config, it->second + ": " + e.what());
+    }
+    for (const auto& opt : parsed.options) {
+      const std::string& key = opt.string_key;
+      const std::string value = opt.value.empty() ? std::string() : opt.value.front();
+      if (key.rfind("provider.", 0) == 0) {
+        const auto rest = key.substr(9);
+        const auto dot = rest.find('.');
+        if (dot == std::string::npos) {
+          return fail(errc::bad_config, it->second + ": unknown key '" + key + "'");
+        }
+        const std::string name = rest.substr(0, dot);
+        if (!valid_provider_name(name)) {
+          return fail(errc::bad_config, it->second + ": bad provider name '" + name +
+                                            "' (use a-z, 0-9, '-' and '_')");
+        }
+        if (!sections.contains(name)) {
+          section_order.push_back(name);
+          sections[name].name = name;
+        }
+        if (auto r = apply_provider_key(sections[name], rest.substr(dot + 1), value); !r) {
+          return fail(errc::bad_config, it->second + ": " + r.error().detail);
+        }
+        continue;
+      }
+      if (opt.unregistered || key == "config") {
+        return fail(errc::bad_config, it->second + ": unknown key '" + key + "'");
+      }
+      values.emplace(key, value);  // lower precedence: only if flags/env did not set it
+    }
+  }
+
+  for (const auto& [k, v] : values) {
+    if (auto r = apply_global(cfg, k, v); !r) return r.error();
+  }
+  for (const auto& name : section_order) {
+    auto& p = sections[name];
+    if (p.type.empty()) {
+      return fail(errc::bad_config, "[provider." + name + "] needs a 'type'");
+    }
+    cfg.providers.push_back(std::move(p));
+  }
+  if (cfg.database_url.empty()) {
+    return fail(errc::bad_config,
+                "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  return cfg;
+}
+
+}  // namespace cloudbrain

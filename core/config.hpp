@@ -1,0 +1,65 @@
+#pragma once
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cloudbrain {
+
+// One `[provider.NAME]` section. The keys every provider has are parsed here; the rest stay in
+// `settings` for the provider's own driver to validate (core/ knows no cloud).
+struct provider_section {
+  std::string name;
+  std::string type;
+  std::vector<std::string> zones;
+  double rate_limit = 20.0;                     // cloud calls per second
+  std::size_t max_in_flight = 50;               // concurrent cloud calls
+  std::string endpoint;                         // empty: the cloud's real endpoint
+  std::map<std::string, std::string> settings;  // every other key of the section, unparsed
+};
+
+struct service_config {
+  std::string listen = "127.0.0.1:8080";
+  std::string admin_listen;  // empty: /livez, /readyz and /metrics are on `listen`
+  std::string database_url;
+  std::string deployment = "cloudbrain";  // marks this deployment's VMs at the clouds
+  std::string base_url;                   // for Location headers; empty: from the Host header
+  std::chrono::milliseconds reconcile_interval{30'000};
+  std::chrono::milliseconds orphan_grace{600'000};
+  std::chrono::milliseconds job_lease{30'000};
+  std::chrono::milliseconds shutdown_timeout{20'000};
+  std::chrono::milliseconds token_cache_ttl{300'000};
+  unsigned job_max_attempts = 10;
+  unsigned threads = 2;
+  unsigned blocking_threads = 2;
+  std::size_t db_pool_size = 16;
+  std::size_t max_connections = 10'000;
+  log::level log_level = log::level::info;
+  std::string config_file;
+  std::vector<provider_section> providers;
+
+  [[nodiscard]] const provider_section* provider(std::string_view name) const;
+};
+
+using environment_lookup = std::function<std::optional<std::string>(const std::string& name)>;
+[[nodiscard]] environment_lookup process_environment();
+
+// Reads `serve`'s configuration: flags override CLOUDBRAIN_* (and DATABASE_URL) environment
+// variables, which override the INI file given by --config / CLOUDBRAIN_CONFIG. Any unknown
+// key or bad value is an error whose detail names it. `args` excludes the program and command.
+[[nodiscard]] result<service_config> load_config(const std::vector<std::string>& args,
+                                                 const environment_lookup& env);
+
+// The --help text for `serve`.
+[[nodiscard]] std::string config_help();
+
+// Splits "host:port" or "[v6]:port".
+[[nodiscard]] result<std::pair<std::string, unsigned short>> split_host_port(std::string_view s);
+
+}  // namespace cloudbrain
