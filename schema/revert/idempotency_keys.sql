@@ -1,0 +1,7 @@
+-- Revert cloudbrain:idempotency_keys from pg
+
+BEGIN;
+
+DROP TABLE public.idempotency_keys;
+
+COMMIT;

@@ -1,0 +1,7 @@
+-- Revert cloudbrain:tokens from pg
+
+BEGIN;
+
+DROP TABLE public.tokens;
+
+COMMIT;
