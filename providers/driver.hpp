@@ -1,0 +1,102 @@
+#pragma once
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/time.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cloudbrain::providers {
+
+using labels = std::map<std::string, std::string>;
+
+// Label keys that mark a VM as ours. Every driver writes them; the reconciler lists by them.
+inline constexpr const char* label_deployment = "cloudbrain-deployment";
+inline constexpr const char* label_instance = "cloudbrain-instance";
+
+// What to create. `name` is derived from the instance id, so that a retried create finds the VM
+// it may already have made; `idempotency_key` goes to the cloud's own dedupe (requestId, ...).
+struct instance_spec {
+  std::string instance_id;
+  std::string name;
+  std::string image;
+  std::string instance_type;  // standard | premium
+  std::string public_ssh_key;
+  std::string zone;                  // the zone to try now
+  std::string reservation_upstream;  // the cloud's name/id of a reservation to launch into
+  labels tags;
+  std::string deployment;
+  std::string idempotency_key;
+};
+
+enum class vm_status { provisioning, running, stopping, terminated };
+
+[[nodiscard]] std::string_view to_string(vm_status s);
+
+// A VM as the cloud reports it.
+struct vm {
+  std::string name;
+  std::string upstream_id;
+  std::string zone;
+  vm_status status = vm_status::provisioning;
+  std::optional<std::string> ip_address;
+  labels labels_;
+  system_clock::time_point created_at{};
+};
+
+// Enough to find a VM again: its name and zone, and the cloud's id where known.
+struct vm_ref {
+  std::string name;
+  std::string zone;
+  std::string upstream_id;
+};
+
+// One cloud. A driver is owned by one provider actor and only called on its strand, so it
+// needs no locking; calls may interleave at their suspension points.
+//
+// Errors use the cloud_* codes: cloud_capacity (try another zone), cloud_quota,
+// cloud_rate_limited (back off the whole provider), cloud_transient (retry), cloud_permanent,
+// cloud_not_found, cloud_already_exists.
+class driver {
+ public:
+  virtual ~driver() = default;
+
+  [[nodiscard]] virtual std::string_view type() const = 0;
+  [[nodiscard]] virtual const std::vector<std::string>& zones() const = 0;
+
+  // Creates the VM and returns it as soon as the cloud has accepted it (it may still be
+  // provisioning). A VM of that name already there: cloud_already_exists.
+  virtual boost::asio::awaitable<result<vm>> create(const instance_spec& spec, deadline dl) = 0;
+  virtual boost::asio::awaitable<result<vm>> get(const vm_ref& ref, deadline dl) = 0;
+  // Deletes the VM and returns once the cloud says it is gone. Not there: success.
+  virtual boost::asio::awaitable<result<void>> destroy(const vm_ref& ref,
+                                                       const std::string& idempotency_key,
+                                                       deadline dl) = 0;
+  // Every VM that carries `deployment`'s label, across all zones and pages. A listing that
+  // fails part-way is an error, never a shorter list.
+  virtual boost::asio::awaitable<result<std::vector<vm>>> list(const std::string& deployment,
+                                                               deadline dl) = 0;
+};
+
+// Everything a driver factory may need from the process.
+struct driver_context {
+  boost::asio::any_io_executor executor;
+  std::string deployment;
+};
+
+// Builds the driver for a [provider.NAME] section, checking the keys of its type; an unknown
+// type or key is an error that names it.
+[[nodiscard]] result<std::unique_ptr<driver>> make_driver(const provider_section& section,
+                                                          const driver_context& ctx);
+
+// The cloud name for an instance: deterministic, lowercase, ≤ 63 characters, RFC 1035.
+[[nodiscard]] std::string vm_name_for(std::string_view instance_id);
+
+}  // namespace cloudbrain::providers
