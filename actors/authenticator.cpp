@@ -1,0 +1,183 @@
+#include "actors/authenticator.hpp"
+
+#include "core/uuid.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstring>
+
+namespace cloudbrain {
+namespace asio = boost::asio;
+
+namespace {
+
+// PostgreSQL's text form of bytea: "\x" followed by hex.
+std::optional<std::string> bytea(std::string_view text) {
+  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x') return std::nullopt;
+  return from_hex(text.substr(2));
+}
+
+}  // namespace
+
+std::size_t authenticator::key_hash::operator()(const key& k) const noexcept {
+  std::size_t h;
+  std::memcpy(&h, k.digest.data(), sizeof h);
+  return h ^ static_cast<std::size_t>(k.id);
+}
+
+authenticator::authenticator(asio::any_io_executor ex, pg::pool& pool, blocking_pool& blocking,
+                             std::chrono::milliseconds ttl)
+    : actor(std::move(ex), "authenticator", 4096),
+      pool_(pool),
+      blocking_(blocking),
+      ttl_(ttl),
+      dummy_salt_(generate_token_salt()) {}
+
+void authenticator::start() { spawn(confirm_loop(), "confirm_loop"); }
+
+void authenticator::on_restart() {
+  cache_.clear();
+  for (auto& [k, replies] : waiting_) {
+    for (auto& r : replies) r(fail(errc::internal, "token check failed"));
+  }
+  waiting_.clear();
+}
+
+asio::awaitable<result<std::int64_t>> authenticator::verify(const token_parts& t, deadline dl) {
+  return ask<std::int64_t>(
+      *this,
+      [&t](reply_to<std::int64_t> r) {
+        return auth_message{auth_verify{t, std::move(r)}};
+      },
+      dl);
+}
+
+void authenticator::handle(auth_message&& m) {
+  std::visit(
+      [this](auto&& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, auth_verify>)
+          on_verify(std::move(msg));
+        else
+          on_verified(std::move(msg));
+      },
+      std::move(m));
+}
+
+void authenticator::on_verify(auth_verify&& v) {
+  const auto digest = sha256(v.token.secret.data(), v.token.secret.size());
+  const auto now = steady_clock::now();
+  if (auto it = cache_.find(v.token.id); it != cache_.end()) {
+    const entry& e = it->second;
+    if (now - e.verified_at < ttl_ && now - e.confirmed_at < confirm_within &&
+        constant_time_equal(e.digest.data(), digest.data(), digest.size())) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      v.reply(v.token.id);
+      return;
+    }
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  const key k{v.token.id, digest};
+  auto [it, fresh] = waiting_.try_emplace(k);
+  it->second.push_back(std::move(v.reply));
+  if (!fresh) return;  // the same token is being checked already: wait for that answer
+  if (waiting_.size() > max_slow_verifications) {
+    for (auto& r : it->second) r(fail(errc::overloaded, "too many token checks in progress"));
+    waiting_.erase(it);
+    return;
+  }
+  spawn(verify_slowly(v.token, digest), "verify");
+}
+
+asio::awaitable<void> authenticator::verify_slowly(token_parts t,
+                                                   std::array<std::uint8_t, 32> digest) {
+  const std::vector<pg::param> query_args_1{std::to_string(t.id)};
+  auto row = co_await pool_.query(
+      "SELECT salt, hash, revoked_at IS NULL FROM tokens WHERE id = $1::bigint", query_args_1);
+  if (!row) {
+    (void)tell(auth_verified{t.id, digest, row.error()});
+    co_return;
+  }
+  std::optional<std::string> salt;
+  std::optional<std::string> stored;
+  bool live = false;
+  if (row->size() == 1) {
+    salt = bytea(row->text(0, 0));
+    stored = bytea(row->text(0, 1));
+    live = row->text(0, 2) == "t";
+  }
+  const bool known = salt && stored && stored->size() == 32;
+  const std::string salt_bytes =
+      known ? *salt : std::string(reinterpret_cast<const char*>(dummy_salt_.data()), 32);
+  auto hashing = blocking_.run([secret = t.secret, salt_bytes] {
+    return hash_token_secret(secret, reinterpret_cast<const std::uint8_t*>(salt_bytes.data()),
+                             salt_bytes.size());
+  });
+  const auto computed = co_await std::move(hashing);
+  const bool match =
+      known && constant_time_equal(computed.data(),
+                                   reinterpret_cast<const std::uint8_t*>(stored->data()), 32);
+  // Deliver through the mailbox: that queue is bounded, and the answer reaches every waiter.
+  if (!tell(auth_verified{t.id, digest, match && live})) {
+    on_verified(auth_verified{t.id, digest, match && live});
+  }
+}
+
+void authenticator::on_verified(auth_verified&& v) {
+  const key k{v.id, v.digest};
+  auto it = waiting_.find(k);
+  if (v.outcome && *v.outcome) {
+    const auto now = steady_clock::now();
+    cache_[v.id] = entry{v.digest, now, now};
+  }
+  if (it == waiting_.end()) return;
+  for (auto& r : it->second) {
+    if (!v.outcome) {
+      r(fail(errc::db_unavailable, "cannot check tokens right now"));
+    } else if (*v.outcome) {
+      r(v.id);
+    } else {
+      r(fail(errc::unauthorized, "missing or invalid token"));
+    }
+  }
+  waiting_.erase(it);
+}
+
+asio::awaitable<void> authenticator::confirm_loop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(confirm_every);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || closed()) co_return;
+    if (cache_.empty()) continue;
+    std::vector<std::int64_t> asked;
+    std::string ids = "{";
+    for (const auto& [id, e] : cache_) {
+      if (ids.size() > 1) ids += ',';
+      ids += std::to_string(id);
+      asked.push_back(id);
+    }
+    ids += '}';
+    const auto asked_at = steady_clock::now();
+    const std::vector<pg::param> query_args_2{ids};
+    auto live = co_await pool_.query(
+        "SELECT id FROM tokens WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL", query_args_2);
+    if (!live) continue;  // entries age out by themselves after confirm_within
+    std::unordered_map<std::int64_t, bool> still;
+    for (int r = 0; r < static_cast<int>(live->size()); ++r) {
+      still[std::stoll(std::string(live->text(r, 0)))] = true;
+    }
+    // Only the ids that were asked about: others were added while the query ran.
+    for (const auto id : asked) {
+      auto it = cache_.find(id);
+      if (it == cache_.end()) continue;
+      if (still.contains(id)) {
+        it->second.confirmed_at = std::max(it->second.confirmed_at, asked_at);
+      } else {
+        cache_.erase(it);
+      }
+    }
+  }
+}
+
+}  // namespace cloudbrain

@@ -1,0 +1,77 @@
+#pragma once
+
+#include "core/actor.hpp"
+#include "core/blocking_pool.hpp"
+#include "core/pg/pool.hpp"
+#include "core/token.hpp"
+
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace cloudbrain {
+
+struct auth_verify {
+  token_parts token;
+  reply_to<std::int64_t> reply;
+};
+struct auth_verified {  // a slow verification finished (internal)
+  std::int64_t id;
+  std::array<std::uint8_t, 32> digest;
+  result<bool> outcome;
+};
+using auth_message = std::variant<auth_verify, auth_verified>;
+
+// Checks API tokens. A verified token is remembered by the SHA-256 of its secret, so scrypt is
+// paid once per token rather than per request; every two seconds the remembered ids are
+// checked against PostgreSQL, so a revoked token stops working within five seconds. Unknown
+// ids cost a full scrypt too, so the answer's timing does not tell whether an id exists.
+class authenticator : public actor<authenticator, auth_message> {
+ public:
+  authenticator(boost::asio::any_io_executor ex, pg::pool& pool, blocking_pool& blocking,
+                std::chrono::milliseconds ttl);
+
+  void start();
+  void handle(auth_message&& m);
+  void on_restart();
+
+  // The token's id, or unauthorized / db_unavailable / overloaded.
+  boost::asio::awaitable<result<std::int64_t>> verify(const token_parts& t, deadline dl);
+
+  [[nodiscard]] std::uint64_t cache_hits() const { return hits_.load(); }
+  [[nodiscard]] std::uint64_t cache_misses() const { return misses_.load(); }
+
+ private:
+  struct entry {
+    std::array<std::uint8_t, 32> digest;
+    steady_clock::time_point verified_at;
+    steady_clock::time_point confirmed_at;
+  };
+  struct key {
+    std::int64_t id;
+    std::array<std::uint8_t, 32> digest;
+    bool operator==(const key&) const = default;
+  };
+  struct key_hash {
+    std::size_t operator()(const key& k) const noexcept;
+  };
+
+  void on_verify(auth_verify&& v);
+  void on_verified(auth_verified&& v);
+  boost::asio::awaitable<void> verify_slowly(token_parts t, std::array<std::uint8_t, 32> digest);
+  boost::asio::awaitable<void> confirm_loop();
+
+  pg::pool& pool_;
+  blocking_pool& blocking_;
+  std::chrono::milliseconds ttl_;
+  std::unordered_map<std::int64_t, entry> cache_;
+  std::unordered_map<key, std::vector<reply_to<std::int64_t>>, key_hash> waiting_;
+  token_salt dummy_salt_;
+  std::atomic<std::uint64_t> hits_{0};
+  std::atomic<std::uint64_t> misses_{0};
+  static constexpr std::size_t max_slow_verifications = 64;
+  static constexpr std::chrono::seconds confirm_every{2};
+  static constexpr std::chrono::seconds confirm_within{5};
+};
+
+}  // namespace cloudbrain

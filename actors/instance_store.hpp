@@ -1,0 +1,144 @@
+#pragma once
+
+#include "core/error.hpp"
+#include "core/pg/pool.hpp"
+#include "core/time.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cloudbrain {
+
+// A validated POST /instances.
+struct instance_request {
+  std::string provider;
+  std::string image;
+  std::string instance_type = "standard";
+  std::optional<std::string> public_ssh_key;
+  std::optional<std::string> zone;
+  std::optional<std::string> reservation_id;
+  boost::json::object tags;
+};
+
+struct list_filter {
+  std::optional<std::string> provider;
+  std::optional<std::string> state;
+  boost::json::object tags;
+  std::size_t limit = 100;
+  std::optional<std::string> after;  // opaque cursor
+};
+
+struct list_page {
+  std::string instances_json;  // a JSON array, built by PostgreSQL
+  std::optional<std::string> next;
+};
+
+// The outcome of a create with an Idempotency-Key.
+struct created_instance {
+  int status = 201;
+  std::string body;  // the instance as JSON
+  std::string id;
+  bool replayed = false;
+};
+
+// A claimed job, with what the provider actor needs of its instance.
+struct job {
+  std::int64_t id = 0;
+  std::string kind;  // create_instance | delete_instance
+  std::string instance_id;
+  std::string provider;
+  int attempts = 0;
+  int max_attempts = 0;
+  std::string cloud_key;
+  boost::json::object intent;
+  // the instance
+  std::string state;
+  std::string image;
+  std::string instance_type;
+  std::optional<std::string> public_ssh_key;
+  std::optional<std::string> zone;
+  std::optional<std::string> upstream_id;
+  boost::json::object tags;
+  bool delete_requested = false;
+};
+
+// How a job ended, as the scheduler records it.
+struct job_outcome {
+  enum class kind { succeeded, retry, failed, wait } what = kind::succeeded;
+  std::chrono::milliseconds retry_after{0};  // retry / wait
+  std::string error;                         // retry / failed: the reason
+  bool counts_as_attempt = true;             // retry: rate limits and waits do not count
+
+  // A counted retry of a job that has had all its attempts.
+  [[nodiscard]] bool exhausts(const job& j) const {
+    return what == kind::retry && counts_as_attempt && j.attempts >= j.max_attempts;
+  }
+  // The job ends failed (and a create's instance errored): failed, or out of attempts.
+  [[nodiscard]] bool gives_up(const job& j) const { return what == kind::failed || exhausts(j); }
+};
+
+// The SQL of instances and jobs. Every state change is conditional on the state it expects;
+// hot paths are one round trip.
+class instance_store {
+ public:
+  instance_store(pg::pool& pool, std::string owner, unsigned max_attempts)
+      : pool_(pool), owner_(std::move(owner)), max_attempts_(max_attempts) {}
+
+  [[nodiscard]] const std::string& owner() const { return owner_; }
+  [[nodiscard]] pg::pool& pool() { return pool_; }
+
+  // Instances, for the API.
+  boost::asio::awaitable<result<created_instance>> create(
+      const instance_request& req, std::int64_t token_id,
+      const std::optional<std::string>& idem_key, const std::string& request_hash);
+  boost::asio::awaitable<result<std::string>> get_json(const std::string& id);
+  boost::asio::awaitable<result<list_page>> list(const list_filter& f);
+  boost::asio::awaitable<result<std::string>> request_delete(const std::string& id);
+
+  // Jobs, for the scheduler.
+  boost::asio::awaitable<result<std::vector<job>>> claim(const std::string& provider,
+                                                         std::size_t max,
+                                                         std::chrono::milliseconds lease);
+  boost::asio::awaitable<result<void>> renew(const std::vector<std::int64_t>& ids,
+                                             std::chrono::milliseconds lease);
+  boost::asio::awaitable<result<void>> finish(const job& j, const job_outcome& o);
+  boost::asio::awaitable<result<void>> release_all();
+  // Deletes a batch of Idempotency-Key records older than 24 hours; returns how many.
+  boost::asio::awaitable<result<std::int64_t>> purge_idempotency_keys();
+
+  // Steps of a job, for the provider actors. Each returns false when the row was not in the
+  // expected state (someone else moved it), which the caller treats as "stop".
+  boost::asio::awaitable<result<void>> record_intent(const job& j,
+                                                     const boost::json::object& intent);
+  boost::asio::awaitable<result<bool>> mark_starting(const std::string& id,
+                                                     const std::string& upstream_id,
+                                                     const std::string& zone);
+  boost::asio::awaitable<result<bool>> mark_running(const std::string& id,
+                                                    const std::string& ip_address,
+                                                    const std::string& upstream_id,
+                                                    const std::string& zone);
+  boost::asio::awaitable<result<bool>> mark_terminated(const std::string& id);
+  boost::asio::awaitable<result<std::string>> instance_state(const std::string& id);
+
+  // For a delete: the intent of the instance's latest create job, and whether it still runs.
+  struct create_job_view {
+    bool exists = false;
+    bool active = false;  // queued or leased by someone
+    boost::json::object intent;
+  };
+  boost::asio::awaitable<result<create_job_view>> settle_create_job(const std::string& id);
+
+ private:
+  pg::pool& pool_;
+  std::string owner_;
+  unsigned max_attempts_;
+};
+
+// The SQL expression that renders an instance row `i` as API JSON.
+extern const char* const instance_json_sql;
+
+}  // namespace cloudbrain

@@ -1,0 +1,325 @@
+#include "actors/service.hpp"
+
+#include "actors/api.hpp"
+#include "actors/authenticator.hpp"
+#include "actors/health.hpp"
+#include "actors/instance_store.hpp"
+#include "actors/provider_actor.hpp"
+#include "actors/scheduler.hpp"
+#include "core/blocking_pool.hpp"
+#include "core/log.hpp"
+#include "core/pg/pool.hpp"
+#include "core/token.hpp"
+#include "core/uuid.hpp"
+#include "net/server.hpp"
+#include "providers/driver.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+namespace cloudbrain {
+namespace asio = boost::asio;
+
+namespace {
+
+std::string process_owner_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
+  std::uint8_t nonce[4];
+  secure_random(nonce, sizeof nonce);
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + to_hex(nonce, sizeof nonce);
+}
+
+asio::awaitable<result<void>> check_schema(pg::pool& pool) {
+  const std::vector<pg::param> query_args_1{std::string(required_schema_change)};
+  auto r = co_await pool.query(
+      "SELECT EXISTS (SELECT 1 FROM sqitch.changes WHERE project = 'cloudbrain' AND change = $1)",
+      query_args_1, after(std::chrono::seconds(5)));
+  if (!r) {
+    if (r.error().is(errc::db_syntax_or_access)) {
+      co_return fail(errc::db_schema_outdated, "no Sqitch registry in this database");
+    }
+    co_return r.error();
+  }
+  if (r->text(0, 0) != "t") {
+    co_return fail(errc::db_schema_outdated,
+                   std::string("change '") + required_schema_change + "' is not deployed");
+  }
+  co_return result<void>{};
+}
+
+// Waits up to `patience` for PostgreSQL to answer, then checks the schema.
+asio::awaitable<result<void>> wait_for_database(pg::pool& pool, std::chrono::seconds patience) {
+  const auto give_up = after(patience);
+  auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    auto ping = co_await pool.ping(after(std::chrono::seconds(3)));
+    if (ping) co_return co_await check_schema(pool);
+    if (steady_clock::now() >= give_up) co_return ping.error();
+    log::warn("waiting for the database", {{"error", ping.error().message()}});
+    asio::steady_timer t(ex, std::chrono::seconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+}
+
+std::string database_url_from(std::vector<std::string>& args) {
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    if (*it == "--database-url" && it + 1 != args.end()) {
+      std::string url = *(it + 1);
+      args.erase(it, it + 2);
+      return url;
+    }
+    if (it->rfind("--database-url=", 0) == 0) {
+      std::string url = it->substr(15);
+      args.erase(it);
+      return url;
+    }
+  }
+  for (const char* name : {"CLOUDBRAIN_DATABASE_URL", "DATABASE_URL"}) {
+    if (const char* v = std::getenv(name)) return v;
+  }
+  return {};
+}
+
+}  // namespace
+
+int run_serve(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::cout << "Usage: cloudbrain serve [OPTIONS]\n\n" << config_help();
+      return 0;
+    }
+  }
+  auto cfg = load_config(args, process_environment());
+  if (!cfg) {
+    std::cerr << "cloudbrain serve: " << cfg.error().detail << "\n";
+    return 2;
+  }
+  log::init(cfg->log_level);
+  auto listen = split_host_port(cfg->listen);
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(listen->first, ec);
+  if (ec) {
+    std::cerr << "cloudbrain serve: 'listen' needs an IP address, not '" << listen->first << "'\n";
+    return 2;
+  }
+
+  asio::io_context ioc(static_cast<int>(cfg->threads));
+  blocking_pool blocking(cfg->blocking_threads);
+
+  std::vector<std::unique_ptr<providers::driver>> drivers;
+  for (const auto& section : cfg->providers) {
+    auto d = providers::make_driver(section, {ioc.get_executor(), cfg->deployment});
+    if (!d) {
+      std::cerr << "cloudbrain serve: " << d.error().detail << "\n";
+      return 2;
+    }
+    drivers.push_back(std::move(*d));
+  }
+
+  pg::pool_config pool_cfg;
+  pool_cfg.conninfo = cfg->database_url;
+  pool_cfg.max_connections = cfg->db_pool_size;
+  pg::pool pool(ioc.get_executor(), pool_cfg);
+
+  const std::string owner = process_owner_id();
+  instance_store store(pool, owner, cfg->job_max_attempts);
+  health status;
+  authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
+  scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
+  std::vector<std::unique_ptr<provider_actor>> actors;
+  std::map<std::string, provider_actor*> by_name;
+  for (std::size_t i = 0; i < cfg->providers.size(); ++i) {
+    actors.push_back(std::make_unique<provider_actor>(
+        ioc.get_executor(), cfg->providers[i], std::move(drivers[i]), store, cfg->deployment,
+        [&sched](job j, job_outcome o) {
+          if (!sched.tell(job_done{std::move(j), std::move(o)})) {
+            log::error("scheduler mailbox full; the job's lease will bring it back");
+          }
+        }));
+    by_name[cfg->providers[i].name] = actors.back().get();
+    sched.add_provider(*actors.back());
+  }
+
+  auto routes = std::make_shared<net::router>();
+  api http_api(*cfg, store, auth, status, by_name);
+  http_api.install(*routes);
+  net::server_config server_cfg;
+  server_cfg.listen = asio::ip::tcp::endpoint(address, listen->second);
+  server_cfg.max_connections = cfg->max_connections;
+  net::server server(ioc, server_cfg, routes);
+
+  int exit_code = 0;
+  asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  auto shutdown = [&](std::string why) -> asio::awaitable<void> {
+    log::info("shutting down", {{"reason", why}});
+    status.set_draining();
+    const auto dl = after(cfg->shutdown_timeout);
+    co_await server.shutdown(dl);
+    co_await sched.drain(dl);
+    auth.close();
+    ioc.stop();
+  };
+
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        auto ready = co_await wait_for_database(pool, std::chrono::seconds(30));
+        if (!ready) {
+          if (ready.error().is(errc::db_schema_outdated)) {
+            std::cerr << "cloudbrain serve: the database schema is behind this binary ("
+                      << ready.error().detail << "); run `sqitch deploy` from schema/ first\n";
+          } else {
+            std::cerr << "cloudbrain serve: cannot reach the database: " << ready.error().message()
+                      << "\n";
+          }
+          exit_code = 1;
+          ioc.stop();
+          co_return;
+        }
+        status.set_schema_ok(true);
+        if (auto started = server.start(); !started) {
+          std::cerr << "cloudbrain serve: " << started.error().detail << "\n";
+          exit_code = 1;
+          ioc.stop();
+          co_return;
+        }
+        auth.start();
+        sched.start();
+        const auto ep = server.local_endpoint();
+        log::info("cloudbrain ready",
+                  {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
+                   {"providers", cfg->providers.size()},
+                   {"owner", owner}});
+        auto [sig_ec, sig] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (sig_ec) co_return;
+        auto stopping = shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        co_await std::move(stopping);
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < cfg->threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  blocking.stop();
+  log::info("stopped", {{"exit_code", exit_code}});
+  log::shutdown();
+  return exit_code;
+}
+
+int run_token_command(const std::vector<std::string>& raw_args) {
+  std::vector<std::string> args = raw_args;
+  const std::string url = database_url_from(args);
+  if (args.empty()) {
+    std::cerr << "usage: cloudbrain token create \"description\" | list | revoke <id>\n";
+    return 2;
+  }
+  if (url.empty()) {
+    std::cerr << "cloudbrain token: no database: set DATABASE_URL or pass --database-url\n";
+    return 2;
+  }
+  const std::string command = args[0];
+  asio::io_context ioc;
+  pg::pool_config pool_cfg;
+  pool_cfg.conninfo = url;
+  pool_cfg.max_connections = 1;
+  pg::pool pool(ioc.get_executor(), pool_cfg);
+  int exit_code = 0;
+  const auto dl = [] { return after(std::chrono::seconds(10)); };
+
+  auto work = [&]() -> asio::awaitable<void> {
+    if (command == "create") {
+      if (args.size() != 2 || args[1].empty()) {
+        std::cerr << "usage: cloudbrain token create \"description\"\n";
+        exit_code = 2;
+        co_return;
+      }
+      const auto secret = generate_token_secret();
+      const auto salt = generate_token_salt();
+      const auto hash = hash_token_secret(secret, salt.data(), salt.size());
+      const std::vector<pg::param> query_args_2{args[1], to_hex(salt.data(), salt.size()),
+                                                to_hex(hash.data(), hash.size())};
+      auto r = co_await pool.query(
+          "INSERT INTO tokens (description, salt, hash) "
+          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex')) RETURNING id",
+          query_args_2, dl());
+      if (!r) {
+        std::cerr << "cloudbrain token create: " << r.error().message() << "\n";
+        exit_code = 1;
+        co_return;
+      }
+      const auto id = std::stoll(std::string(r->text(0, 0)));
+      std::cout << "generated token: " << format_token(id, secret) << std::endl;
+    } else if (command == "list") {
+      auto r = co_await pool.query(
+          "SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+          "coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+          "'-'), description FROM tokens ORDER BY id",
+          {}, dl());
+      if (!r) {
+        std::cerr << "cloudbrain token list: " << r.error().message() << "\n";
+        exit_code = 1;
+        co_return;
+      }
+      std::cout << "ID\tCREATED\tREVOKED\tDESCRIPTION\n";
+      for (int i = 0; i < static_cast<int>(r->size()); ++i) {
+        std::cout << r->text(i, 0) << '\t' << r->text(i, 1) << '\t' << r->text(i, 2) << '\t'
+                  << r->text(i, 3) << '\n';
+      }
+    } else if (command == "revoke") {
+      std::int64_t id = 0;
+      if (args.size() != 2 ||
+          std::from_chars(args[1].data(), args[1].data() + args[1].size(), id).ptr !=
+              args[1].data() + args[1].size()) {
+        std::cerr << "usage: cloudbrain token revoke <numeric id>\n";
+        exit_code = 2;
+        co_return;
+      }
+      const std::vector<pg::param> query_args_3{args[1]};
+      auto r = co_await pool.query(
+          "WITH u AS (UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
+          "AND revoked_at IS NULL RETURNING id) "
+          "SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM tokens WHERE id = $1::bigint)",
+          query_args_3, dl());
+      if (!r) {
+        std::cerr << "cloudbrain token revoke: " << r.error().message() << "\n";
+        exit_code = 1;
+        co_return;
+      }
+      if (r->text(0, 0) == "1") {
+        std::cout << "revoked token " << id << "\n";
+      } else if (r->text(0, 1) == "t") {
+        std::cout << "token " << id << " was already revoked\n";
+      } else {
+        std::cerr << "cloudbrain token revoke: no token " << id << "\n";
+        exit_code = 1;
+      }
+    } else {
+      std::cerr << "cloudbrain token: unknown command '" << command
+                << "' (create, list or revoke)\n";
+      exit_code = 2;
+    }
+  };
+  asio::co_spawn(ioc, work(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.run();
+  return exit_code;
+}
+
+}  // namespace cloudbrain
