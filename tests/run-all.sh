@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up and runs cloudbrain's whole test suite on a Debian bookworm machine: installs what is
+# missing, builds with AddressSanitizer and UndefinedBehaviorSanitizer, starts a throwaway
+# PostgreSQL 15 (as a non-root user when run as root), deploys the schema into a template
+# database, and runs every test through CTest. Exits non-zero if anything fails.
+#
+#   bash tests/run-all.sh [CTEST ARGS...]     e.g. -L unit, -R api_, -j 1
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+
+bash deploy/dev/install-deps.sh
+
+build=${CLOUDBRAIN_TEST_BUILD:-$root/build/sanitize}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
+cmake --build "$build" -j "$(nproc)"
+
+# shellcheck source=tests/support/pg.sh
+source "$root/tests/support/pg.sh"
+cb_pg_start
+trap 'cb_pg_destroy >/dev/null 2>&1 || true' EXIT
+template=cloudbrain_template
+cb_psql -c "CREATE DATABASE $template" >/dev/null
+cb_schema_deploy "postgresql://cloudbrain@127.0.0.1:$CB_PG_PORT/$template" >/dev/null
+
+export CLOUDBRAIN_TEST_ADMIN_URL=$DATABASE_URL
+export CLOUDBRAIN_TEST_TEMPLATE=$template
+export CLOUDBRAIN_TEST_DATABASE_URL=$DATABASE_URL
+export CLOUDBRAIN_BIN=$build/actors/cloudbrain
+export CLOUDBRAIN_SOURCE_DIR=$root
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+unset DATABASE_URL
+
+ctest --test-dir "$build" --output-on-failure --timeout 900 -j 2 "$@"

@@ -1,0 +1,356 @@
+"""Support for cloudbrain's service-level tests: a private database per test class, the real
+`cloudbrain` binary started with a generated configuration, tokens, and an HTTP client.
+
+Standard library only. The suite's runner (tests/run-all.sh) provides, in the environment:
+  CLOUDBRAIN_BIN                    the cloudbrain binary under test
+  CLOUDBRAIN_TEST_ADMIN_URL         a PostgreSQL URL with the right to CREATE DATABASE
+  CLOUDBRAIN_TEST_TEMPLATE          a database with the schema deployed, used as a template
+A test fails (never skips) when one of them is missing.
+"""
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+import uuid
+
+
+def require_env(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run the tests through tests/run-all.sh or ctest")
+    return value
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls `predicate` until it returns a truthy value, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def psql(url, sql, *extra):
+    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql, *extra],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+class Database:
+    """A throwaway database cloned from the schema template (or, with empty=True, a database
+    without any schema). `Database.attach(url)` wraps an existing database instead: drop() then
+    leaves it alone."""
+
+    def __init__(self, empty=False, admin_url=None):
+        self.admin_url = admin_url or require_env("CLOUDBRAIN_TEST_ADMIN_URL")
+        self.name = "t_" + uuid.uuid4().hex[:16]
+        if empty:
+            psql(self.admin_url, f'CREATE DATABASE "{self.name}"')
+        else:
+            template = require_env("CLOUDBRAIN_TEST_TEMPLATE")
+            psql(self.admin_url, f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"')
+        parts = urllib.parse.urlsplit(self.admin_url)
+        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+        self.owned = True
+
+    @classmethod
+    def attach(cls, url):
+        db = cls.__new__(cls)
+        db.admin_url = url
+        db.name = urllib.parse.urlsplit(url).path.lstrip("/")
+        db.url = url
+        db.owned = False
+        return db
+
+    def query(self, sql):
+        return psql(self.url, sql)
+
+    def count_rows(self, *tables):
+        """{table: row count}, read in one statement (one snapshot)."""
+        tables = tables or ("instances", "jobs", "idempotency_keys")
+        out = self.query("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables))
+        return dict(zip(tables, (int(n) for n in out.split("|"))))
+
+    def drop(self):
+        if not self.owned:
+            return
+        try:
+            psql(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        except subprocess.CalledProcessError:
+            pass
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+class Service:
+    """The cloudbrain binary, serving on a free loopback port against `database`."""
+
+    def __init__(self, database, providers=None, settings=None, workdir=None, env=None,
+                 args=None):
+        self.bin = require_env("CLOUDBRAIN_BIN")
+        self.args = list(args or [])  # extra `serve` arguments, after --config
+        self.database = database
+        self.workdir = workdir or tempfile.mkdtemp(prefix="cloudbrain-test-")
+        self.port = free_port()
+        self.providers = providers if providers is not None else {
+            "gce": {"type": "fake", "zones": "zone-a zone-b", "boot-delay": "50ms",
+                    "rate-limit": "2000", "max-in-flight": "100"}}
+        self.settings = {"reconcile-interval": "30s", "orphan-grace": "10m", "log-level": "info"}
+        self.settings.update(settings or {})
+        self.env = env or {}
+        self.proc = None
+        self.log_path = os.path.join(self.workdir, "cloudbrain.log")
+        self.config_path = os.path.join(self.workdir, "cloudbrain.ini")
+        self.write_config()
+
+    def write_config(self):
+        lines = [f"listen = 127.0.0.1:{self.port}", f"database-url = {self.database.url}"]
+        lines += [f"{k} = {v}" for k, v in self.settings.items()]
+        for name, section in self.providers.items():
+            lines.append(f"\n[provider.{name}]")
+            lines += [f"{k} = {v}" for k, v in section.items()]
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, wait=True):
+        env = dict(os.environ)
+        env.pop("DATABASE_URL", None)
+        env.update(self.env)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.bin, "serve", "--config", self.config_path, *self.args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            wait_until(self.ready, 60, what="cloudbrain /readyz")
+        return self
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"cloudbrain exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            return self.request("GET", "/readyz", auth=False, timeout=2).status == 200
+        except OSError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("cloudbrain did not stop in time")
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def log_tail(self, n=60):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_lines(self):
+        with open(self.log_path, "rb") as f:
+            return [line.decode(errors="replace") for line in f.read().splitlines()]
+
+    def cli(self, *args, check=True):
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.database.url
+        out = subprocess.run([self.bin, *args], capture_output=True, text=True, env=env, timeout=60)
+        if check and out.returncode != 0:
+            raise AssertionError(f"cloudbrain {' '.join(args)} failed: {out.stderr}")
+        return out
+
+    def create_token(self, description="test"):
+        out = self.cli("token", "create", description)
+        line = out.stdout.strip()
+        assert line.startswith("generated token: "), line
+        return line[len("generated token: "):]
+
+    def request(self, method, path, body=None, headers=None, auth=True, token=None, timeout=30,
+                raw=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if auth:
+                hdrs.setdefault("Authorization", "token " + (token or self.token))
+            data = raw
+            if body is not None:
+                data = json.dumps(body).encode()
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read().decode())
+        finally:
+            conn.close()
+
+    @property
+    def token(self):
+        if not hasattr(self, "_token"):
+            self._token = self.create_token()
+        return self._token
+
+    def url(self, path=""):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class ServiceTestCase(unittest.TestCase):
+    """One database and one running service per test class."""
+
+    providers = None
+    settings = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = Database()
+        cls.service = Service(cls.db, providers=cls.providers, settings=cls.settings)
+        try:
+            cls.service.start()
+        except Exception:
+            cls.db.drop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.service.stop()
+        cls.db.drop()
+        if code not in (0, None):
+            raise AssertionError(f"cloudbrain exited with {code} on SIGTERM:\n{cls.service.log_tail()}")
+
+    def create(self, **fields):
+        body = {"provider": "gce", "image": "image-2016-01-01"}
+        body.update(fields)
+        r = self.service.request("POST", "/instances", body)
+        self.assertEqual(r.status, 201, r)
+        return r.json()
+
+    def wait_state(self, instance_id, state, timeout=30):
+        def check():
+            r = self.service.request("GET", f"/instances/{instance_id}")
+            return r.json() if r.status == 200 and r.json()["state"] == state else None
+        return wait_until(check, timeout, what=f"instance {instance_id} to be {state}")
+
+    def assertProblem(self, r, status, code=None):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.header("Content-Type"), "application/problem+json", r)
+        p = r.json()
+        for key in ("type", "title", "status", "detail", "code", "errors"):
+            self.assertIn(key, p)
+        self.assertEqual(p["status"], status)
+        self.assertIsInstance(p["errors"], list)
+        self.assertTrue(p["errors"])
+        if code:
+            self.assertEqual(p["code"], code, p)
+        return p
+
+
+def run_serve(args, env=None, timeout=60):
+    """Runs `cloudbrain serve ARGS...` to completion (killed after `timeout` seconds) and returns
+    (returncode, stdout, stderr, seconds); returncode is None when it had to be killed."""
+    bin_ = require_env("CLOUDBRAIN_BIN")
+    full_env = dict(os.environ)
+    full_env.pop("DATABASE_URL", None)
+    full_env.update(env or {})
+    started = time.monotonic()
+    proc = subprocess.Popen([bin_, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=full_env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        code = None
+    return code, out, err, time.monotonic() - started
+
+
+PG_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pg.sh")
+
+
+class PgCluster:
+    """A private throwaway PostgreSQL cluster (tests/support/pg.sh), for tests that stop and
+    start the database under a running service. A watchdog removes it if this process dies."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cb-pg-")
+        os.chmod(self.dir, 0o755)
+        self.port = None
+        self.os_user = ""
+        self.env = {}
+
+    def _bash(self, script, *args, timeout=120):
+        env = dict(os.environ)
+        env.update(self.env)
+        out = subprocess.run(["bash", "-c", f'source "{PG_SH}"; ' + script, "pg-cluster", *args],
+                             capture_output=True, text=True, env=env, timeout=timeout)
+        if out.returncode != 0:
+            raise AssertionError(f"pg.sh failed ({script}): {out.stderr}")
+        return out.stdout
+
+    def start(self):
+        out = self._bash('cb_pg_start "$1" || exit 1; '
+                         'echo "$CB_PG_PORT $CB_PG_OS_USER"', self.dir)
+        words = out.split()
+        self.port = int(words[0])
+        self.os_user = words[1] if len(words) > 1 else ""
+        self.env = {"CB_PG_DIR": os.path.realpath(self.dir), "CB_PG_PORT": str(self.port),
+                    "CB_PG_OS_USER": self.os_user}
+        if not getattr(self, "_watched", False):
+            self._bash('cb_pg_watchdog "$1" "$2"', str(os.getpid()), self.dir)
+            self._watched = True
+        return self
+
+    def stop(self, mode="fast"):
+        self._bash('cb_pg_stop "$1"', mode)
+
+    def url(self, database="cloudbrain"):
+        return f"postgresql://cloudbrain@127.0.0.1:{self.port}/{database}"
+
+    def deploy_schema(self, database="cloudbrain"):
+        self._bash('cb_schema_deploy "$1" >/dev/null', self.url(database), timeout=300)
+
+    def destroy(self):
+        try:
+            self._bash('cb_pg_destroy "$1"', self.dir)
+        except (AssertionError, subprocess.TimeoutExpired):
+            pass

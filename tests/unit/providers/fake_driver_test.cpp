@@ -1,0 +1,207 @@
+#include "providers/fake/fake_driver.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace cloudbrain::providers {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+// Runs one driver call to completion on a private io_context.
+template <class T>
+T run(asio::io_context& ioc, asio::awaitable<T> op) {
+  auto f = asio::co_spawn(ioc, std::move(op), asio::use_future);
+  ioc.restart();
+  ioc.run();
+  return f.get();
+}
+
+instance_spec spec(const std::string& id, const std::string& zone) {
+  instance_spec s;
+  s.instance_id = id;
+  s.name = vm_name_for(id);
+  s.image = "image-2016-01-01";
+  s.instance_type = "standard";
+  s.zone = zone;
+  s.deployment = "test";
+  s.tags = {{"team", "ci"}};
+  return s;
+}
+
+provider_section section(std::map<std::string, std::string> settings,
+                         std::vector<std::string> zones = {"zone-a", "zone-b"}) {
+  provider_section p;
+  p.name = "gce";
+  p.type = "fake";
+  p.zones = std::move(zones);
+  p.settings = std::move(settings);
+  return p;
+}
+
+TEST(fake_settings, reads_its_keys) {
+  auto s = fake_settings::from_section(section({{"boot-delay", "2s"},
+                                                {"delete-delay", "5ms"},
+                                                {"failure-rate", "0.25"},
+                                                {"capacity-per-zone", "7"},
+                                                {"seed", "42"}}));
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->boot_delay, 2000ms);
+  EXPECT_EQ(s->delete_delay, 5ms);
+  EXPECT_DOUBLE_EQ(s->failure_rate, 0.25);
+  EXPECT_EQ(s->capacity_per_zone, 7u);
+  EXPECT_EQ(s->seed, 42u);
+  EXPECT_EQ(s->zones, (std::vector<std::string>{"zone-a", "zone-b"}));
+}
+
+TEST(fake_settings, names_the_bad_key_or_value) {
+  const std::pair<std::map<std::string, std::string>, std::string> cases[] = {
+      {{{"boot-delay", "soon"}}, "boot-delay"},
+      {{{"failure-rate", "1.5"}}, "failure-rate"},
+      {{{"failure-rate", "x"}}, "failure-rate"},
+      {{{"capacity-per-zone", "-1"}}, "capacity-per-zone"},
+      {{{"project", "p"}}, "unknown key 'project'"},
+  };
+  for (const auto& [settings, needle] : cases) {
+    auto s = fake_settings::from_section(section(settings));
+    ASSERT_FALSE(s) << needle;
+    EXPECT_TRUE(s.error().is(errc::bad_config));
+    EXPECT_NE(s.error().detail.find(needle), std::string::npos) << s.error().detail;
+    EXPECT_NE(s.error().detail.find("[provider.gce]"), std::string::npos);
+  }
+}
+
+TEST(fake_driver, boots_after_the_delay_with_a_test_net_address) {
+  fake_settings s;
+  s.zones = {"zone-a"};
+  s.boot_delay = 100ms;
+  fake_driver d(s);
+  asio::io_context ioc;
+  auto created = run(ioc, d.create(spec("0d654ef4-75b9-49a6-9f90-f9b1ae3501fc", "zone-a"), {}));
+  ASSERT_TRUE(created) << created.error().message();
+  EXPECT_EQ(created->status, vm_status::provisioning);
+  EXPECT_FALSE(created->ip_address);
+  EXPECT_EQ(created->name, "cb-0d654ef4-75b9-49a6-9f90-f9b1ae3501fc");
+  EXPECT_EQ(created->labels_.at(label_deployment), "test");
+  EXPECT_EQ(created->labels_.at(label_instance), "0d654ef4-75b9-49a6-9f90-f9b1ae3501fc");
+  EXPECT_EQ(created->labels_.at("team"), "ci");
+
+  std::this_thread::sleep_for(150ms);
+  auto got = run(ioc, d.get(vm_ref{created->name, "zone-a", ""}, {}));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, vm_status::running);
+  ASSERT_TRUE(got->ip_address);
+  EXPECT_EQ(got->ip_address->rfind("203.0.113.", 0), 0u) << *got->ip_address;
+}
+
+TEST(fake_driver, a_second_create_of_the_same_name_already_exists) {
+  fake_driver d(fake_settings{});
+  asio::io_context ioc;
+  const auto sp = spec("11111111-1111-4111-8111-111111111111", "fake-zone-a");
+  ASSERT_TRUE(run(ioc, d.create(sp, {})));
+  auto again = run(ioc, d.create(sp, {}));
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().is(errc::cloud_already_exists));
+  EXPECT_EQ(d.stats().vms, 1u);
+  EXPECT_EQ(d.stats().creates, 1u);
+}
+
+TEST(fake_driver, a_full_zone_reports_capacity_and_frees_room_on_delete) {
+  fake_settings s;
+  s.zones = {"zone-a"};
+  s.capacity_per_zone = 2;
+  s.delete_delay = 0ms;
+  fake_driver d(s);
+  asio::io_context ioc;
+  ASSERT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000001", "zone-a"), {})));
+  ASSERT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000002", "zone-a"), {})));
+  auto full = run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {}));
+  ASSERT_FALSE(full);
+  EXPECT_TRUE(full.error().is(errc::cloud_capacity));
+  EXPECT_NE(full.error().detail.find("zone-a"), std::string::npos);
+
+  const vm_ref first{vm_name_for("a0000000-0000-4000-8000-000000000001"), "zone-a", ""};
+  ASSERT_TRUE(run(ioc, d.destroy(first, "k", {})));
+  EXPECT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {})));
+}
+
+TEST(fake_driver, an_unknown_zone_is_refused_for_good) {
+  fake_driver d(fake_settings{});
+  asio::io_context ioc;
+  auto r = run(ioc, d.create(spec("b0000000-0000-4000-8000-000000000001", "mars-1"), {}));
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(errc::cloud_permanent));
+}
+
+TEST(fake_driver, the_failure_rate_fails_that_share_of_creates) {
+  fake_settings s;
+  s.failure_rate = 0.3;
+  s.seed = 7;
+  s.capacity_per_zone = 10000;
+  fake_driver d(s);
+  asio::io_context ioc;
+  int failed = 0;
+  for (int i = 0; i < 1000; ++i) {
+    char id[40];
+    std::snprintf(id, sizeof id, "c0000000-0000-4000-8000-%012d", i);
+    auto r = run(ioc, d.create(spec(id, "fake-zone-a"), {}));
+    if (!r) {
+      EXPECT_TRUE(r.error().is(errc::cloud_transient));
+      ++failed;
+    }
+  }
+  EXPECT_GT(failed, 240);
+  EXPECT_LT(failed, 360);
+  EXPECT_EQ(d.stats().create_failures, static_cast<std::uint64_t>(failed));
+  EXPECT_EQ(d.stats().vms, static_cast<std::size_t>(1000 - failed));
+}
+
+TEST(fake_driver, deletes_are_idempotent_and_lists_only_show_the_deployment) {
+  fake_settings s;
+  s.delete_delay = 0ms;
+  fake_driver d(s);
+  asio::io_context ioc;
+  ASSERT_TRUE(run(ioc, d.create(spec("d0000000-0000-4000-8000-000000000001", "fake-zone-a"), {})));
+  auto other = spec("d0000000-0000-4000-8000-000000000002", "fake-zone-a");
+  other.deployment = "someone-else";
+  ASSERT_TRUE(run(ioc, d.create(other, {})));
+
+  auto ours = run(ioc, d.list("test", {}));
+  ASSERT_TRUE(ours);
+  ASSERT_EQ(ours->size(), 1u);
+  EXPECT_EQ(ours->front().labels_.at(label_instance), "d0000000-0000-4000-8000-000000000001");
+
+  const vm_ref ref{vm_name_for("d0000000-0000-4000-8000-000000000001"), "fake-zone-a", ""};
+  EXPECT_TRUE(run(ioc, d.destroy(ref, "k", {})));
+  EXPECT_TRUE(run(ioc, d.destroy(ref, "k", {})));  // gone already: still success
+  auto gone = run(ioc, d.get(ref, {}));
+  ASSERT_FALSE(gone);
+  EXPECT_TRUE(gone.error().is(errc::cloud_not_found));
+  EXPECT_EQ(d.stats().vms, 1u);
+}
+
+TEST(fake_driver, addresses_are_distinct_while_there_are_fewer_than_254_vms) {
+  fake_settings s;
+  s.boot_delay = 0ms;
+  fake_driver d(s);
+  asio::io_context ioc;
+  std::set<std::string> seen;
+  for (int i = 0; i < 254; ++i) {
+    char id[40];
+    std::snprintf(id, sizeof id, "e0000000-0000-4000-8000-%012d", i);
+    auto r = run(ioc, d.create(spec(id, "fake-zone-a"), {}));
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->ip_address);
+    seen.insert(*r->ip_address);
+  }
+  EXPECT_EQ(seen.size(), 254u);
+}
+
+}  // namespace
+}  // namespace cloudbrain::providers
