@@ -77,7 +77,7 @@ result<parsed_url> parse_url(std::string_view text) {
 namespace detail {
 
 // One pooled connection: plain TCP or TLS over TCP, and its read buffer.
-struct connection {
+struct client_connection {
   std::optional<beast::tcp_stream> plain;
   std::optional<ssl::stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
@@ -91,10 +91,10 @@ struct connection {
   }
 };
 
-struct host_pool {
-  std::list<std::unique_ptr<connection>> idle;  // most recently used at the back
-  std::size_t open = 0;                         // idle + in use + being opened
-  std::list<asio::steady_timer*> waiters;       // requests waiting for a free slot
+struct client_host_pool {
+  std::list<std::unique_ptr<client_connection>> idle;  // most recently used at the back
+  std::size_t open = 0;                                // idle + in use + being opened
+  std::list<asio::steady_timer*> waiters;              // requests waiting for a free slot
 };
 
 struct client_state {
@@ -103,7 +103,7 @@ struct client_state {
   client_config config;
   ssl::context tls{ssl::context::tls_client};
   std::optional<error> tls_setup_error;
-  std::map<std::string, host_pool> pools;  // touched only on `strand`
+  std::map<std::string, client_host_pool> pools;  // touched only on `strand`
 
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> connections_opened{0};
@@ -130,13 +130,14 @@ struct client_state {
     }
   }
 
-  void wake_waiters(host_pool& pool) {
+  void wake_waiters(client_host_pool& pool) {
     // Waking all is simpler than handing off a slot; each re-checks the count.
     for (auto* t : pool.waiters) t->cancel();
   }
 
   // On the strand: an idle connection to reuse, or nullptr with a slot reserved for a new one.
-  asio::awaitable<result<std::unique_ptr<connection>>> acquire(std::string key, deadline dl) {
+  asio::awaitable<result<std::unique_ptr<client_connection>>> acquire(std::string key,
+                                                                      deadline dl) {
     auto& pool = pools[key];
     for (;;) {
       const auto now = steady_clock::now();
@@ -149,7 +150,7 @@ struct client_state {
       }
       if (pool.open < config.max_connections_per_host) {
         ++pool.open;
-        co_return std::unique_ptr<connection>{};
+        co_return std::unique_ptr<client_connection>{};
       }
       if (now >= dl) co_return fail(errc::timeout, "no free connection to " + key);
       asio::steady_timer timer(strand);
@@ -163,7 +164,7 @@ struct client_state {
   }
 
   // On the strand: gives a connection back (nullptr: the slot only).
-  void release(const std::string& key, std::unique_ptr<connection> conn) {
+  void release(const std::string& key, std::unique_ptr<client_connection> conn) {
     auto& pool = pools[key];
     if (conn && pool.idle.size() < config.max_idle_per_host) {
       conn->idle_since = steady_clock::now();
@@ -176,7 +177,7 @@ struct client_state {
   }
 
   void release_later(const std::shared_ptr<client_state>& self, std::string key,
-                     std::unique_ptr<connection> conn) {
+                     std::unique_ptr<client_connection> conn) {
     asio::post(strand, [self, key = std::move(key), conn = std::move(conn)]() mutable {
       self->release(key, std::move(conn));
     });
@@ -187,8 +188,8 @@ struct client_state {
 
 namespace {
 
+using detail::client_connection;
 using detail::client_state;
-using detail::connection;
 
 bool is_verify_failure(const error_code& ec) {
   return ec.category() == asio::error::get_ssl_category() &&
@@ -196,9 +197,9 @@ bool is_verify_failure(const error_code& ec) {
 }
 
 // Resolves, connects and (for https) handshakes, all within `dl`.
-asio::awaitable<result<std::unique_ptr<connection>>> open_connection(client_state& s,
-                                                                     const parsed_url& url,
-                                                                     deadline dl) {
+asio::awaitable<result<std::unique_ptr<client_connection>>> open_connection(client_state& s,
+                                                                            const parsed_url& url,
+                                                                            deadline dl) {
   using namespace asio::experimental::awaitable_operators;
   const auto connect_dl = std::min(dl, after(s.config.connect_timeout));
 
@@ -217,7 +218,7 @@ asio::awaitable<result<std::unique_ptr<connection>>> open_connection(client_stat
   if (rec)
     co_return fail(errc::cloud_transient, "cannot resolve " + url.host + ": " + rec.message());
 
-  auto conn = std::make_unique<connection>();
+  auto conn = std::make_unique<client_connection>();
   if (url.tls()) {
     conn->secure.emplace(s.executor, s.tls);
   } else {
@@ -278,7 +279,7 @@ asio::awaitable<result<std::unique_ptr<connection>>> open_connection(client_stat
 struct slot_lease {
   std::shared_ptr<client_state> s;
   std::string key;
-  std::unique_ptr<connection> conn;
+  std::unique_ptr<client_connection> conn;
   bool held = true;
 
   slot_lease(std::shared_ptr<client_state> state, std::string k)
@@ -304,7 +305,7 @@ struct exchange_outcome {
 };
 
 template <class Stream>
-asio::awaitable<exchange_outcome> exchange(Stream& stream, connection& conn,
+asio::awaitable<exchange_outcome> exchange(Stream& stream, client_connection& conn,
                                            const http::request<http::string_body>& req,
                                            std::size_t body_limit) {
   exchange_outcome out;

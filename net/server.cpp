@@ -112,8 +112,8 @@ enum class phase {
   done,
 };
 
-struct connection {
-  connection(std::uint64_t connection_id, tcp::socket socket)
+struct server_connection {
+  server_connection(std::uint64_t connection_id, tcp::socket socket)
       : id(connection_id), executor(socket.get_executor()), stream(std::move(socket)) {}
 
   // Called on `executor` by shutdown: an idle connection has no request to finish.
@@ -155,7 +155,7 @@ struct server_state {
 
   // On `strand`:
   tcp::acceptor acceptor;
-  std::unordered_map<std::uint64_t, std::shared_ptr<connection>> connections;
+  std::unordered_map<std::uint64_t, std::shared_ptr<server_connection>> connections;
   std::vector<asio::steady_timer*> drain_waiters;  // shutdown() calls waiting for the last one
   std::uint64_t next_connection_id = 0;
 
@@ -276,7 +276,8 @@ asio::awaitable<response> invoke(const handler& h, request_context& ctx) {
   co_return internal_error();
 }
 
-asio::awaitable<void> run_upgrade(connection& c, const upgrade_handler& h, request_context& ctx) {
+asio::awaitable<void> run_upgrade(server_connection& c, const upgrade_handler& h,
+                                  request_context& ctx) {
   c.state = phase::upgraded;
   beast::tcp_stream stream = std::move(c.stream);
   stream.expires_never();
@@ -323,9 +324,9 @@ asio::awaitable<beast::error_code> read_header(beast::tcp_stream& stream,
 
 // Reads, handles and answers one request whose first bytes are in `buffer`. Returns whether the
 // connection stays open for another.
-asio::awaitable<bool> serve_request(server_state& s, connection& c, beast::flat_buffer& buffer,
-                                    request_id_generator& ids, const tcp::endpoint& remote,
-                                    std::string_view remote_text) {
+asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
+                                    beast::flat_buffer& buffer, request_id_generator& ids,
+                                    const tcp::endpoint& remote, std::string_view remote_text) {
   const server_config& cfg = s.config;
   const auto started = steady_clock::now();
 
@@ -427,7 +428,7 @@ asio::awaitable<bool> serve_request(server_state& s, connection& c, beast::flat_
 }
 
 // One connection: requests one after another, on the connection's strand.
-asio::awaitable<void> serve(std::shared_ptr<server_state> s, std::shared_ptr<connection> c) {
+asio::awaitable<void> serve(std::shared_ptr<server_state> s, std::shared_ptr<server_connection> c) {
   // Errors arrive as error codes; a cancellation at the shutdown deadline must not turn every
   // later wait into an exception (handlers still get operation_aborted for what they awaited).
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -514,7 +515,7 @@ void admit(const std::shared_ptr<server_state>& s, tcp::socket socket) {
     return;
   }
 
-  auto c = std::make_shared<connection>(s->next_connection_id++, std::move(socket));
+  auto c = std::make_shared<server_connection>(s->next_connection_id++, std::move(socket));
   s->connections.emplace(c->id, c);
   s->active.store(s->connections.size(), std::memory_order_relaxed);
   asio::co_spawn(
