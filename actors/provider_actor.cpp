@@ -1,7 +1,5 @@
 #include "actors/provider_actor.hpp"
 
-#include "providers/fake/fake_driver.hpp"
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -37,7 +35,10 @@ provider_actor::provider_actor(asio::any_io_executor ex, provider_section sectio
       store_(store),
       deployment_(std::move(deployment)),
       done_(std::move(done)),
-      bucket_(section_.rate_limit, std::max(1.0, section_.rate_limit), steady_clock::now()) {}
+      bucket_(section_.rate_limit, std::max(1.0, section_.rate_limit), steady_clock::now()) {
+  // The driver awaits this before each request it sends, on this actor's strand.
+  driver_->set_pacer([this] { return pace(); });
+}
 
 void provider_actor::handle(provider_message&& m) {
   if (auto* r = std::get_if<run_job>(&m)) {
@@ -58,13 +59,7 @@ void provider_actor::handle(provider_message&& m) {
   s.last_error = last_error_;
   s.calls = calls_;
   s.rate_limit_waits = rate_limit_waits_;
-  if (auto* fake = dynamic_cast<providers::fake_driver*>(driver_.get())) {
-    const auto& st = fake->stats();
-    s.details = {{"vms", st.vms},
-                 {"creates", st.creates},
-                 {"create_failures", st.create_failures},
-                 {"deletes", st.deletes}};
-  }
+  s.details = driver_->details();
   q.reply(std::move(s));
 }
 
@@ -98,10 +93,14 @@ void provider_actor::note_success() { consecutive_failures_ = 0; }
 void provider_actor::note_failure(const error& e) {
   last_error_ = e.message();
   if (e.is(errc::cloud_rate_limited)) {
-    // The cloud said slow down: the whole provider pauses, with jitter so that several
-    // processes do not come back in step.
+    // The cloud said slow down: the whole provider pauses, for as long as it asked if it
+    // did, with jitter so that several processes do not come back in step.
+    const auto asked = std::min(e.retry_after, std::chrono::milliseconds(300'000));
     const auto pause =
-        std::chrono::milliseconds(std::uniform_int_distribution<int>(1000, 3000)(rng_));
+        asked > std::chrono::milliseconds::zero()
+            ? asked + std::chrono::milliseconds(
+                          std::uniform_int_distribution<std::int64_t>(0, asked.count() / 4)(rng_))
+            : std::chrono::milliseconds(std::uniform_int_distribution<int>(1000, 3000)(rng_));
     bucket_.pause_until(steady_clock::now() + pause);
   }
   if (e.is(errc::cloud_transient) || e.is(errc::timeout)) {
@@ -126,11 +125,18 @@ job_outcome provider_actor::outcome_of(const error& e, const job& j) {
   o.what = job_outcome::kind::retry;
   if (e.is(errc::cloud_rate_limited)) {
     o.counts_as_attempt = false;
-    o.retry_after = std::chrono::milliseconds(std::uniform_int_distribution<int>(500, 2000)(rng_));
+    o.retry_after =
+        std::max(std::min(e.retry_after, std::chrono::milliseconds(300'000)),
+                 std::chrono::milliseconds(std::uniform_int_distribution<int>(500, 2000)(rng_)));
     return o;
   }
   o.retry_after = retry_policy_.delay(static_cast<unsigned>(std::max(j.attempts - 1, 0)), rng_);
   return o;
+}
+
+std::string provider_actor::avoidance_key(const std::string& zone,
+                                          const std::string& instance_type) {
+  return zone + "\n" + (instance_type.empty() ? "standard" : instance_type);
 }
 
 std::vector<std::string> provider_actor::zones_to_try(const job& j) const {
@@ -140,7 +146,7 @@ std::vector<std::string> provider_actor::zones_to_try(const job& j) const {
   std::vector<std::string> avoided;
   const auto now = steady_clock::now();
   for (const auto& z : driver_->zones()) {
-    const auto it = avoid_until_.find(z);
+    const auto it = avoid_until_.find(avoidance_key(z, j.instance_type));
     (it != avoid_until_.end() && it->second > now ? avoided : fresh).push_back(z);
   }
   fresh.insert(fresh.end(), avoided.begin(), avoided.end());
@@ -187,7 +193,6 @@ asio::awaitable<job_outcome> provider_actor::create_instance(job& j) {
 
   // A VM from an earlier attempt (this process or one that died) is adopted, not doubled.
   for (const auto& zone : string_list(j.intent, "zones_tried")) {
-    co_await pace();
     const vm_ref ref{name, zone, ""};
     auto found = co_await driver_->get(ref, after(call_timeout));
     if (found) {
@@ -213,11 +218,9 @@ asio::awaitable<job_outcome> provider_actor::create_instance(job& j) {
     if (!recorded) co_return outcome_of(recorded.error(), j);
     j.intent["zones_tried"] = tried_json;
 
-    co_await pace();
     const auto spec = spec_for(j, zone);
     auto created = co_await driver_->create(spec, after(call_timeout));
     if (!created && created.error().is(errc::cloud_already_exists)) {
-      co_await pace();
       const vm_ref ref{name, zone, ""};
       created = co_await driver_->get(ref, after(call_timeout));
     }
@@ -232,7 +235,7 @@ asio::awaitable<job_outcome> provider_actor::create_instance(job& j) {
     }
     const error& e = created.error();
     if (e.is(errc::cloud_capacity)) {
-      avoid_until_[zone] = steady_clock::now() + zone_avoidance;
+      avoid_until_[avoidance_key(zone, j.instance_type)] = steady_clock::now() + zone_avoidance;
       capacity_errors.push_back(zone + ": " + (e.detail.empty() ? e.message() : e.detail));
       log::warn("zone out of capacity, trying the next",
                 {{"instance_id", j.instance_id}, {"provider", section_.name}, {"zone", zone}});
@@ -286,7 +289,6 @@ asio::awaitable<job_outcome> provider_actor::wait_until_running(job& j, vm v) {
     // Deleted meanwhile? Then stop polling; the delete job takes the VM down.
     auto state = co_await store_.instance_state(j.instance_id);
     if (state && *state != "creating" && *state != "starting") co_return job_outcome{};
-    co_await pace();
     const vm_ref ref{v.name, v.zone, v.upstream_id};
     auto got = co_await driver_->get(ref, after(call_timeout));
     if (!got) {
@@ -318,7 +320,6 @@ asio::awaitable<job_outcome> provider_actor::delete_instance(job& j) {
     if (std::find(zones.begin(), zones.end(), z) == zones.end()) zones.push_back(z);
   if (zones.empty() && !view->exists) zones = driver_->zones();
   for (const auto& zone : zones) {
-    co_await pace();
     const vm_ref ref{name, zone, j.upstream_id.value_or("")};
     const std::string key = j.cloud_key + "/" + zone;
     auto gone = co_await driver_->destroy(ref, key, after(call_timeout));

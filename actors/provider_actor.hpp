@@ -68,6 +68,8 @@ class provider_actor : public actor<provider_actor, provider_message> {
   void note_success();
   void note_failure(const error& e);
   [[nodiscard]] std::vector<std::string> zones_to_try(const job& j) const;
+  [[nodiscard]] static std::string avoidance_key(const std::string& zone,
+                                                 const std::string& instance_type);
   [[nodiscard]] providers::instance_spec spec_for(const job& j, const std::string& zone) const;
 
   provider_section section_;
@@ -78,7 +80,8 @@ class provider_actor : public actor<provider_actor, provider_message> {
   token_bucket bucket_;
   backoff_policy retry_policy_{std::chrono::milliseconds(500), std::chrono::milliseconds(30'000)};
   std::mt19937_64 rng_{std::random_device{}()};
-  std::map<std::string, steady_clock::time_point> avoid_until_;  // zones out of capacity
+  // Zone and instance type pairs that ran out of capacity, tried last until then.
+  std::map<std::string, steady_clock::time_point> avoid_until_;
   std::size_t jobs_in_flight_ = 0;
   unsigned consecutive_failures_ = 0;
   steady_clock::time_point open_until_{};

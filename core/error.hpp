@@ -4,6 +4,7 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -74,6 +75,8 @@ namespace cloudbrain {
 struct error {
   boost::system::error_code code;
   std::string detail;
+  // How long the other side asked us to wait before trying again (Retry-After); zero: no hint.
+  std::chrono::milliseconds retry_after{0};
 
   error() = default;
   error(boost::system::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}

@@ -1,6 +1,9 @@
 #include "providers/driver.hpp"
 
 #include "providers/fake/fake_driver.hpp"
+#include "providers/gce/gce_driver.hpp"
+
+#include <cstdlib>
 
 namespace cloudbrain::providers {
 
@@ -12,6 +15,13 @@ std::string_view to_string(vm_status s) {
     case vm_status::terminated: return "terminated";
   }
   return "unknown";
+}
+
+boost::asio::awaitable<void> driver::pace() const {
+  if (pacer_) {
+    auto wait = pacer_();
+    co_await std::move(wait);
+  }
 }
 
 std::string vm_name_for(std::string_view instance_id) {
@@ -28,8 +38,20 @@ result<std::unique_ptr<driver>> make_driver(const provider_section& section,
     if (!settings) return settings.error();
     return std::unique_ptr<driver>(std::make_unique<fake_driver>(std::move(*settings)));
   }
+  if (section.type == "gce") {
+    auto settings = gce::gce_settings::from_section(section);
+    if (!settings) return settings.error();
+    // Google's client libraries let GCE_METADATA_HOST move the metadata server; the
+    // section's own metadata-host still wins.
+    if (const char* host = std::getenv("GCE_METADATA_HOST");
+        host && *host && !section.settings.contains("metadata-host")) {
+      settings->metadata_host = host;
+    }
+    if (!ctx.blocking) return fail(errc::internal, "the gce driver needs a blocking pool");
+    return std::unique_ptr<driver>(std::make_unique<gce::gce_driver>(std::move(*settings), ctx));
+  }
   return fail(errc::bad_config, "[provider." + section.name + "] type '" + section.type +
-                                    "' is not supported (known: fake)");
+                                    "' is not supported (known: fake, gce)");
 }
 
 }  // namespace cloudbrain::providers

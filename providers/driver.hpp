@@ -6,12 +6,18 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace cloudbrain {
+class blocking_pool;
+}
 
 namespace cloudbrain::providers {
 
@@ -58,6 +64,10 @@ struct vm_ref {
   std::string upstream_id;
 };
 
+// Awaited before every request a driver sends to its cloud: the provider's rate limit. A
+// driver knows what one cloud call is (a create may be several requests), so it paces itself.
+using call_pacer = std::function<boost::asio::awaitable<void>()>;
+
 // One cloud. A driver is owned by one provider actor and only called on its strand, so it
 // needs no locking; calls may interleave at their suspension points.
 //
@@ -83,12 +93,26 @@ class driver {
   // fails part-way is an error, never a shorter list.
   virtual boost::asio::awaitable<result<std::vector<vm>>> list(const std::string& deployment,
                                                                deadline dl) = 0;
+
+  // The driver's own figures for GET /providers (VMs simulated, tokens fetched, ...).
+  [[nodiscard]] virtual boost::json::object details() const { return {}; }
+
+  // Installed by the provider actor before the first call.
+  void set_pacer(call_pacer pacer) { pacer_ = std::move(pacer); }
+
+ protected:
+  // Every request to the cloud awaits this first.
+  boost::asio::awaitable<void> pace() const;
+
+ private:
+  call_pacer pacer_;
 };
 
 // Everything a driver factory may need from the process.
 struct driver_context {
   boost::asio::any_io_executor executor;
   std::string deployment;
+  blocking_pool* blocking = nullptr;  // for key files and signatures; required by gce
 };
 
 // Builds the driver for a [provider.NAME] section, checking the keys of its type; an unknown

@@ -105,6 +105,7 @@ vm fake_driver::observe(const sim_vm& s) const {
 }
 
 asio::awaitable<result<vm>> fake_driver::create(const instance_spec& spec, deadline) {
+  co_await pace();
   co_await sleep_for(settings_.api_latency);
   if (const auto it = vms_.find(spec.name); it != vms_.end()) {
     co_return fail(errc::cloud_already_exists, "a VM named " + spec.name + " already exists");
@@ -141,6 +142,7 @@ asio::awaitable<result<vm>> fake_driver::create(const instance_spec& spec, deadl
 }
 
 asio::awaitable<result<vm>> fake_driver::get(const vm_ref& ref, deadline) {
+  co_await pace();
   co_await sleep_for(settings_.api_latency);
   const auto it = vms_.find(ref.name);
   if (it == vms_.end()) co_return fail(errc::cloud_not_found, "no VM named " + ref.name);
@@ -149,6 +151,7 @@ asio::awaitable<result<vm>> fake_driver::get(const vm_ref& ref, deadline) {
 
 asio::awaitable<result<void>> fake_driver::destroy(const vm_ref& ref, const std::string&,
                                                    deadline) {
+  co_await pace();
   co_await sleep_for(settings_.api_latency);
   auto it = vms_.find(ref.name);
   if (it == vms_.end()) co_return result<void>{};
@@ -164,8 +167,16 @@ asio::awaitable<result<void>> fake_driver::destroy(const vm_ref& ref, const std:
   co_return result<void>{};
 }
 
+boost::json::object fake_driver::details() const {
+  return {{"vms", stats_.vms},
+          {"creates", stats_.creates},
+          {"create_failures", stats_.create_failures},
+          {"deletes", stats_.deletes}};
+}
+
 asio::awaitable<result<std::vector<vm>>> fake_driver::list(const std::string& deployment,
                                                            deadline) {
+  co_await pace();
   co_await sleep_for(settings_.api_latency);
   std::vector<vm> out;
   for (const auto& [name, s] : vms_) {

@@ -43,6 +43,7 @@ class fake_driver final : public driver {
   boost::asio::awaitable<result<std::vector<vm>>> list(const std::string& deployment,
                                                        deadline dl) override;
 
+  [[nodiscard]] boost::json::object details() const override;
   [[nodiscard]] const fake_stats& stats() const { return stats_; }
   // Takes away or gives back a zone's room (tests).
   void set_capacity(const std::string& zone, std::size_t capacity);
