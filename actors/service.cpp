@@ -121,7 +121,8 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::vector<std::unique_ptr<providers::driver>> drivers;
   for (const auto& section : cfg->providers) {
-    auto d = providers::make_driver(section, {ioc.get_executor(), cfg->deployment});
+    auto d = providers::make_driver(
+        section, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking});
     if (!d) {
       std::cerr << "cloudbrain serve: " << d.error().detail << "\n";
       return 2;

@@ -1,0 +1,222 @@
+#include "providers/gce/gce_driver.hpp"
+
+#include "core/backoff.hpp"
+#include "core/log.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <charconv>
+
+namespace cloudbrain::providers::gce {
+namespace asio = boost::asio;
+namespace http = net::http;
+
+namespace {
+
+constexpr unsigned max_transient_attempts = 3;
+
+net::client_config client_config_for(const gce_settings& s) {
+  net::client_config c;
+  c.ca_file = s.ca_file;
+  c.verify_tls = true;
+  c.user_agent = "cloudbrain gce-driver";
+  return c;
+}
+
+// Retry-After as delta-seconds (what Google sends); an HTTP date or garbage is no hint.
+std::chrono::milliseconds retry_after_of(const net::client_response& res) {
+  const auto it = res.headers.find(http::field::retry_after);
+  if (it == res.headers.end()) return std::chrono::milliseconds::zero();
+  const auto v = it->value();
+  unsigned seconds = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec != std::errc{} || end != v.data() + v.size()) return std::chrono::milliseconds::zero();
+  return std::chrono::seconds(std::min(seconds, 3600u));
+}
+
+bool retryable(const error& e) { return e.is(errc::cloud_transient) || e.is(errc::timeout); }
+
+}  // namespace
+
+gce_driver::gce_driver(gce_settings settings, const driver_context& ctx)
+    : settings_(std::move(settings)),
+      http_(ctx.executor, client_config_for(settings_)),
+      tokens_(settings_, http_, ctx.blocking) {}
+
+boost::json::object gce_driver::details() const {
+  const auto& t = tokens_.stats();
+  return {{"project", settings_.project},
+          {"requests", stats_.requests},
+          {"retried", stats_.retried},
+          {"operation_waits", stats_.operation_waits},
+          {"auth_retries", stats_.auth_retries},
+          {"token_source", tokens_.from_metadata_server() ? "metadata" : "service-account key"},
+          {"token_fetches", t.fetches},
+          {"token_failures", t.failures}};
+}
+
+asio::awaitable<result<net::client_response>> gce_driver::call(http::verb method, std::string url,
+                                                               std::string body, deadline dl) {
+  const backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::milliseconds(3000),
+                               std::chrono::milliseconds(50)};
+  bool token_renewed = false;
+  for (unsigned attempt = 0;; ++attempt) {
+    auto getting = tokens_.token(dl);
+    auto token = co_await std::move(getting);
+    if (!token) co_return token.error();
+
+    co_await pace();
+    net::client_request req;
+    req.method = method;
+    req.url = url;
+    req.headers = {{"Authorization", "Bearer " + *token}, {"Accept", "application/json"}};
+    if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+    req.body = body;
+    ++stats_.requests;
+    auto sending = http_.send(std::move(req), dl);
+    auto res = co_await std::move(sending);
+
+    error failure;
+    if (!res) {
+      failure = res.error();
+    } else if (res->status >= 200 && res->status < 300) {
+      co_return std::move(*res);
+    } else if (res->status == 401 && !token_renewed) {
+      // Expired or revoked before we thought: one new token, then the same call again.
+      tokens_.invalidate(*token);
+      token_renewed = true;
+      ++stats_.auth_retries;
+      --attempt;
+      continue;
+    } else {
+      failure = error_from_response(res->status, res->body);
+      failure.retry_after = retry_after_of(*res);
+    }
+    if (!retryable(failure) || attempt + 1 >= max_transient_attempts) co_return failure;
+    const auto pause = backoff.delay(attempt, rng_);
+    if (steady_clock::now() + pause >= dl) co_return failure;
+    ++stats_.retried;
+    co_await sleep_for(pause);
+  }
+}
+
+asio::awaitable<result<operation>> gce_driver::wait_for(operation op, const std::string& zone,
+                                                        deadline dl) {
+  // operations/{op}/wait answers when the operation is DONE or after a while (up to two
+  // minutes at Google), whichever is first; it may also answer early. Loop, and pause a little
+  // when it answered at once without progress so that a fast-answering server is not hammered.
+  std::chrono::milliseconds pause{100};
+  while (!op.done()) {
+    if (steady_clock::now() >= dl) {
+      co_return fail(errc::timeout, "operation " + op.name + " on " + zone + " not done in time");
+    }
+    const auto started = steady_clock::now();
+    ++stats_.operation_waits;
+    auto waiting = call(http::verb::post,
+                        api_url(settings_, operation_wait_path(settings_.project, zone, op.name)),
+                        std::string(), dl);
+    auto res = co_await std::move(waiting);
+    if (!res) co_return res.error();
+    auto next = parse_operation(res->body);
+    if (!next) co_return next.error();
+    op = std::move(*next);
+    if (!op.done() && steady_clock::now() - started < std::chrono::milliseconds(500)) {
+      co_await sleep_for(std::min<steady_clock::duration>(pause, dl - steady_clock::now()));
+      pause = std::min(pause * 2, std::chrono::milliseconds(2000));
+    }
+  }
+  co_return op;
+}
+
+asio::awaitable<result<vm>> gce_driver::create(const instance_spec& spec, deadline dl) {
+  auto body = build_insert_body(spec, settings_);
+  if (!body) co_return body.error();
+  auto inserting = call(http::verb::post,
+                        api_url(settings_, instances_path(settings_.project, spec.zone),
+                                request_id_query(spec.idempotency_key)),
+                        boost::json::serialize(*body), dl);
+  auto res = co_await std::move(inserting);
+  if (!res) {
+    // A 404 on insert is about something the request names (image, network, machine type),
+    // not the VM: no retry will make it appear.
+    if (res.error().is(errc::cloud_not_found))
+      co_return fail(errc::cloud_permanent, res.error().detail);
+    co_return res.error();
+  }
+  auto op = parse_operation(res->body);
+  if (!op) co_return op.error();
+
+  auto waiting = wait_for(std::move(*op), spec.zone, dl);
+  auto done = co_await std::move(waiting);
+  if (!done) co_return done.error();
+  if (done->failed()) co_return error_from_operation(*done);
+
+  // The operation is DONE: read the VM back for its status, addresses and id.
+  const vm_ref ref{spec.name, spec.zone, done->target_id};
+  auto reading = get(ref, dl);
+  co_return co_await std::move(reading);
+}
+
+asio::awaitable<result<vm>> gce_driver::get(const vm_ref& ref, deadline dl) {
+  auto reading = call(http::verb::get,
+                      api_url(settings_, instance_path(settings_.project, ref.zone, ref.name)),
+                      std::string(), dl);
+  auto res = co_await std::move(reading);
+  if (!res) co_return res.error();
+  co_return parse_instance(res->body, settings_.external_ip);
+}
+
+asio::awaitable<result<void>> gce_driver::destroy(const vm_ref& ref, const std::string& key,
+                                                  deadline dl) {
+  auto deleting = call(http::verb::delete_,
+                       api_url(settings_, instance_path(settings_.project, ref.zone, ref.name),
+                               request_id_query(key)),
+                       std::string(), dl);
+  auto res = co_await std::move(deleting);
+  if (!res) {
+    if (res.error().is(errc::cloud_not_found)) co_return result<void>{};  // gone already
+    co_return res.error();
+  }
+  auto op = parse_operation(res->body);
+  if (!op) co_return op.error();
+  auto waiting = wait_for(std::move(*op), ref.zone, dl);
+  auto done = co_await std::move(waiting);
+  if (!done) co_return done.error();
+  if (done->failed()) {
+    error e = error_from_operation(*done);
+    if (e.is(errc::cloud_not_found)) co_return result<void>{};
+    co_return e;
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<std::vector<vm>>> gce_driver::list(const std::string& deployment,
+                                                          deadline dl) {
+  std::vector<vm> out;
+  const std::string filter = list_filter_for_deployment(deployment);
+  for (const auto& zone : settings_.zones) {
+    std::string page_token;
+    for (unsigned pages = 0;; ++pages) {
+      if (pages >= 10'000) {
+        co_return fail(errc::cloud_transient, "instances.list in " + zone + " never ended");
+      }
+      auto listing = call(http::verb::get,
+                          api_url(settings_, instances_path(settings_.project, zone),
+                                  list_query(filter, page_token)),
+                          std::string(), dl);
+      auto res = co_await std::move(listing);
+      if (!res) co_return res.error();  // a partial listing is no listing
+      auto page = parse_instance_list(res->body, settings_.external_ip);
+      if (!page) co_return page.error();
+      for (auto& v : page->items) out.push_back(std::move(v));
+      if (page->next_page_token.empty()) break;
+      if (page->next_page_token == page_token) {
+        co_return fail(errc::cloud_transient, "instances.list in " + zone + " repeated a page");
+      }
+      page_token = std::move(page->next_page_token);
+    }
+  }
+  co_return out;
+}
+
+}  // namespace cloudbrain::providers::gce

@@ -1,0 +1,188 @@
+#include "providers/gce/token_source.hpp"
+
+#include "core/log.hpp"
+#include "providers/gce/wire.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace cloudbrain::providers::gce {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t max_key_file = 64 * 1024;
+// A token this close to its expiry is not handed out any more, even while a refresh is failing.
+constexpr auto expiry_safety = std::chrono::seconds(10);
+
+// Refresh a quarter of the lifetime early, but never more than five minutes early.
+steady_clock::duration refresh_margin(steady_clock::duration lifetime) {
+  return std::min<steady_clock::duration>(std::chrono::minutes(5), lifetime / 4);
+}
+
+result<std::string> read_small_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(errc::bad_config,
+                "cannot read the credentials file '" + path + "': " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[4096];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > max_key_file) {
+      return fail(errc::bad_config, "the credentials file '" + path + "' is too large for a key");
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+token_source::token_source(const gce_settings& settings, net::http_client& http,
+                           blocking_pool* blocking)
+    : settings_(settings), http_(http), blocking_(blocking) {}
+
+void token_source::invalidate(const std::string& token) {
+  if (cached_ && cached_->token == token) {
+    cached_.reset();
+    ++stats_.invalidated;
+  }
+}
+
+asio::awaitable<result<std::string>> token_source::token(deadline dl) {
+  const auto now = steady_clock::now();
+  const bool usable = cached_ && system_clock::now() + expiry_safety < cached_->expires_at;
+  if (usable && now < refresh_at_) co_return cached_->token;
+  if (flight_) {
+    // Someone is fetching already. A token that is still good serves meanwhile; otherwise
+    // wait for that fetch rather than start another.
+    if (usable) co_return cached_->token;
+    auto f = flight_;
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, dl);
+    f->waiters.push_back(timer);
+    co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!f->outcome) co_return fail(errc::timeout, "no GCE access token before the deadline");
+    if (!*f->outcome) co_return f->outcome->error();
+    co_return f->outcome->value().token;
+  }
+
+  auto f = std::make_shared<flight>();
+  flight_ = f;
+  auto fetching = fetch(dl);
+  auto fetched = co_await std::move(fetching);
+  f->outcome = fetched;
+  flight_.reset();
+  for (const auto& t : f->waiters) t->cancel();
+
+  if (!fetched) {
+    ++stats_.failures;
+    log::warn("could not get a GCE access token",
+              {{"provider", settings_.name}, {"error", fetched.error().message()}});
+    // A refresh ahead of time that failed leaves the current token in use until it expires.
+    if (cached_ && system_clock::now() + expiry_safety < cached_->expires_at) {
+      co_return cached_->token;
+    }
+    co_return fetched.error();
+  }
+  const auto lifetime = fetched->expires_at - system_clock::now();
+  refresh_at_ = steady_clock::now() + lifetime - refresh_margin(lifetime);
+  cached_ = std::move(*fetched);
+  co_return cached_->token;
+}
+
+asio::awaitable<result<access_token>> token_source::fetch(deadline dl) {
+  ++stats_.fetches;
+  if (from_metadata_server()) {
+    auto fetching = fetch_from_metadata(dl);
+    co_return co_await std::move(fetching);
+  }
+  auto fetching = fetch_with_key(dl);
+  co_return co_await std::move(fetching);
+}
+
+asio::awaitable<result<void>> token_source::load_key() {
+  if (!blocking_) co_return fail(errc::internal, "the gce driver needs a blocking pool");
+  std::string path = settings_.credentials;
+  auto reading = blocking_->run([path] { return read_small_file(path); });
+  auto text = co_await std::move(reading);
+  if (!text) co_return text.error();
+  auto key = parse_service_account_key(*text);
+  if (!key) {
+    co_return fail(errc::bad_config, "the credentials file '" + path +
+                                         "' is not a service-account key: " + key.error().detail);
+  }
+  key_ = std::move(*key);
+  co_return result<void>{};
+}
+
+asio::awaitable<result<access_token>> token_source::fetch_with_key(deadline dl) {
+  if (!key_) {
+    auto loading = load_key();
+    auto loaded = co_await std::move(loading);
+    if (!loaded) co_return loaded.error();
+  }
+  std::string token_uri = settings_.token_uri_override;
+  if (token_uri.empty()) token_uri = key_->token_uri.empty() ? default_token_uri : key_->token_uri;
+
+  // RSA signing is CPU work: off the event loop.
+  auto key = *key_;
+  auto signing = blocking_->run([key = std::move(key), token_uri] {
+    return make_jwt_assertion(key, compute_scope, system_clock::now(), token_uri);
+  });
+  auto assertion = co_await std::move(signing);
+  if (!assertion) co_return assertion.error();
+
+  net::client_request req;
+  req.method = net::http::verb::post;
+  req.url = token_uri;
+  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
+                 {"Accept", "application/json"}};
+  req.body = token_request_body(*assertion);
+  auto sending = http_.send(std::move(req), dl);
+  auto res = co_await std::move(sending);
+  if (!res) co_return res.error();
+  if (res->status != 200) {
+    error e = error_from_response(res->status, res->body);
+    if (!e.is(errc::cloud_transient) && !e.is(errc::cloud_rate_limited)) {
+      const std::string email = key_->client_email;
+      key_.reset();  // read the file again next time: it may have been replaced
+      co_return fail(errc::cloud_auth, "the token endpoint refused the service-account key of " +
+                                           email + ": " + e.detail);
+    }
+    co_return e;
+  }
+  auto tok = parse_token_response(res->body, system_clock::now());
+  if (!tok) co_return fail(errc::cloud_transient, tok.error().detail);
+  co_return std::move(*tok);
+}
+
+asio::awaitable<result<access_token>> token_source::fetch_from_metadata(deadline dl) {
+  net::client_request req;
+  req.method = net::http::verb::get;
+  req.url = "http://" + settings_.metadata_host +
+            "/computeMetadata/v1/instance/service-accounts/default/token";
+  req.headers = {{"Metadata-Flavor", "Google"}};
+  auto sending = http_.send(std::move(req), dl);
+  auto res = co_await std::move(sending);
+  if (!res) co_return res.error();
+  if (res->status != 200) {
+    error e = error_from_response(res->status, res->body);
+    if (res->status == 404 || res->status == 403) {
+      co_return fail(errc::cloud_auth,
+                     "the metadata server at " + settings_.metadata_host +
+                         " has no token for the default service account: " + e.detail);
+    }
+    co_return e;
+  }
+  auto tok = parse_token_response(res->body, system_clock::now());
+  if (!tok) co_return fail(errc::cloud_transient, tok.error().detail);
+  co_return std::move(*tok);
+}
+
+}  // namespace cloudbrain::providers::gce
