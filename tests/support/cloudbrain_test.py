@@ -152,7 +152,11 @@ class Service:
         env.pop("DATABASE_URL", None)
         env.update(self.env)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.bin, "serve", "--config", self.config_path, *self.args],
+        # CLOUDBRAIN_TEST_WRAPPER, e.g. "gdb -q -batch -ex run -ex bt --args", runs the
+        # binary under a debugger or profiler when a test needs looking into.
+        wrapper = os.environ.get("CLOUDBRAIN_TEST_WRAPPER", "").split()
+        self.proc = subprocess.Popen([*wrapper, self.bin, "serve", "--config", self.config_path,
+                                      *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             wait_until(self.ready, 60, what="cloudbrain /readyz")
@@ -239,11 +243,18 @@ class ServiceTestCase(unittest.TestCase):
 
     providers = None
     settings = None
+    env = None  # extra environment for the service
+
+    @classmethod
+    def service_providers(cls):
+        """The [provider.NAME] sections; override to build them when the class starts."""
+        return cls.providers
 
     @classmethod
     def setUpClass(cls):
         cls.db = Database()
-        cls.service = Service(cls.db, providers=cls.providers, settings=cls.settings)
+        providers = cls.service_providers()
+        cls.service = Service(cls.db, providers=providers, settings=cls.settings, env=cls.env)
         try:
             cls.service.start()
         except Exception:

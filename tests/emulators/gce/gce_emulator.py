@@ -2046,6 +2046,15 @@ class Emulator:
                     entry['scopes'] = data['scopes']
                 self.s['tokens'][tok] = entry
                 return 200, {'token': tok, 'expires': entry['expires']}
+            if p == 'tokens/expire' and method == 'POST':
+                # Expire now every token held by an account (tests: "the token ran out").
+                email = data.get('email')
+                if not email:
+                    return 400, {'error': 'email is required'}
+                hit = [e for e in self.s['tokens'].values() if e['email'] == email]
+                for e in hit:
+                    e['expires'] = now()
+                return 200, {'expired': len(hit)}
             if p == 'tokens' and method == 'GET':
                 return 200, {'tokens': [{'token': k[:12] + '...', 'email': v['email'],
                                          'expires': v['expires'], 'static': v.get('static')}
@@ -2111,6 +2120,9 @@ class Emulator:
                 self.s['faults'].append(f)
                 return 200, f
             if p == 'instances' and method == 'POST':
+                if isinstance(data.get('instances'), list):  # several at once
+                    return 200, {'instances': [self._plant_instance(d)
+                                               for d in data['instances']]}
                 return 200, self._plant_instance(data)
             if p == 'instances' and method == 'GET':
                 return 200, {'instances': self._state_instances()}

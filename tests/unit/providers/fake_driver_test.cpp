@@ -4,6 +4,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "tests/support/co_run.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
@@ -14,14 +16,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// Runs one driver call to completion on a private io_context.
-template <class T>
-T run(asio::io_context& ioc, asio::awaitable<T> op) {
-  auto f = asio::co_spawn(ioc, std::move(op), asio::use_future);
-  ioc.restart();
-  ioc.run();
-  return f.get();
-}
+using testing::co_run;
 
 instance_spec spec(const std::string& id, const std::string& zone) {
   instance_spec s;
@@ -83,7 +78,7 @@ TEST(fake_driver, boots_after_the_delay_with_a_test_net_address) {
   s.boot_delay = 100ms;
   fake_driver d(s);
   asio::io_context ioc;
-  auto created = run(ioc, d.create(spec("0d654ef4-75b9-49a6-9f90-f9b1ae3501fc", "zone-a"), {}));
+  auto created = co_run(ioc, d.create(spec("0d654ef4-75b9-49a6-9f90-f9b1ae3501fc", "zone-a"), {}));
   ASSERT_TRUE(created) << created.error().message();
   EXPECT_EQ(created->status, vm_status::provisioning);
   EXPECT_FALSE(created->ip_address);
@@ -93,7 +88,7 @@ TEST(fake_driver, boots_after_the_delay_with_a_test_net_address) {
   EXPECT_EQ(created->labels_.at("team"), "ci");
 
   std::this_thread::sleep_for(150ms);
-  auto got = run(ioc, d.get(vm_ref{created->name, "zone-a", ""}, {}));
+  auto got = co_run(ioc, d.get(vm_ref{created->name, "zone-a", ""}, {}));
   ASSERT_TRUE(got);
   EXPECT_EQ(got->status, vm_status::running);
   ASSERT_TRUE(got->ip_address);
@@ -104,8 +99,8 @@ TEST(fake_driver, a_second_create_of_the_same_name_already_exists) {
   fake_driver d(fake_settings{});
   asio::io_context ioc;
   const auto sp = spec("11111111-1111-4111-8111-111111111111", "fake-zone-a");
-  ASSERT_TRUE(run(ioc, d.create(sp, {})));
-  auto again = run(ioc, d.create(sp, {}));
+  ASSERT_TRUE(co_run(ioc, d.create(sp, {})));
+  auto again = co_run(ioc, d.create(sp, {}));
   ASSERT_FALSE(again);
   EXPECT_TRUE(again.error().is(errc::cloud_already_exists));
   EXPECT_EQ(d.stats().vms, 1u);
@@ -119,22 +114,22 @@ TEST(fake_driver, a_full_zone_reports_capacity_and_frees_room_on_delete) {
   s.delete_delay = 0ms;
   fake_driver d(s);
   asio::io_context ioc;
-  ASSERT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000001", "zone-a"), {})));
-  ASSERT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000002", "zone-a"), {})));
-  auto full = run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {}));
+  ASSERT_TRUE(co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000001", "zone-a"), {})));
+  ASSERT_TRUE(co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000002", "zone-a"), {})));
+  auto full = co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {}));
   ASSERT_FALSE(full);
   EXPECT_TRUE(full.error().is(errc::cloud_capacity));
   EXPECT_NE(full.error().detail.find("zone-a"), std::string::npos);
 
   const vm_ref first{vm_name_for("a0000000-0000-4000-8000-000000000001"), "zone-a", ""};
-  ASSERT_TRUE(run(ioc, d.destroy(first, "k", {})));
-  EXPECT_TRUE(run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {})));
+  ASSERT_TRUE(co_run(ioc, d.destroy(first, "k", {})));
+  EXPECT_TRUE(co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000003", "zone-a"), {})));
 }
 
 TEST(fake_driver, an_unknown_zone_is_refused_for_good) {
   fake_driver d(fake_settings{});
   asio::io_context ioc;
-  auto r = run(ioc, d.create(spec("b0000000-0000-4000-8000-000000000001", "mars-1"), {}));
+  auto r = co_run(ioc, d.create(spec("b0000000-0000-4000-8000-000000000001", "mars-1"), {}));
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().is(errc::cloud_permanent));
 }
@@ -150,7 +145,7 @@ TEST(fake_driver, the_failure_rate_fails_that_share_of_creates) {
   for (int i = 0; i < 1000; ++i) {
     char id[40];
     std::snprintf(id, sizeof id, "c0000000-0000-4000-8000-%012d", i);
-    auto r = run(ioc, d.create(spec(id, "fake-zone-a"), {}));
+    auto r = co_run(ioc, d.create(spec(id, "fake-zone-a"), {}));
     if (!r) {
       EXPECT_TRUE(r.error().is(errc::cloud_transient));
       ++failed;
@@ -167,20 +162,21 @@ TEST(fake_driver, deletes_are_idempotent_and_lists_only_show_the_deployment) {
   s.delete_delay = 0ms;
   fake_driver d(s);
   asio::io_context ioc;
-  ASSERT_TRUE(run(ioc, d.create(spec("d0000000-0000-4000-8000-000000000001", "fake-zone-a"), {})));
+  ASSERT_TRUE(
+      co_run(ioc, d.create(spec("d0000000-0000-4000-8000-000000000001", "fake-zone-a"), {})));
   auto other = spec("d0000000-0000-4000-8000-000000000002", "fake-zone-a");
   other.deployment = "someone-else";
-  ASSERT_TRUE(run(ioc, d.create(other, {})));
+  ASSERT_TRUE(co_run(ioc, d.create(other, {})));
 
-  auto ours = run(ioc, d.list("test", {}));
+  auto ours = co_run(ioc, d.list("test", {}));
   ASSERT_TRUE(ours);
   ASSERT_EQ(ours->size(), 1u);
   EXPECT_EQ(ours->front().labels_.at(label_instance), "d0000000-0000-4000-8000-000000000001");
 
   const vm_ref ref{vm_name_for("d0000000-0000-4000-8000-000000000001"), "fake-zone-a", ""};
-  EXPECT_TRUE(run(ioc, d.destroy(ref, "k", {})));
-  EXPECT_TRUE(run(ioc, d.destroy(ref, "k", {})));  // gone already: still success
-  auto gone = run(ioc, d.get(ref, {}));
+  EXPECT_TRUE(co_run(ioc, d.destroy(ref, "k", {})));
+  EXPECT_TRUE(co_run(ioc, d.destroy(ref, "k", {})));  // gone already: still success
+  auto gone = co_run(ioc, d.get(ref, {}));
   ASSERT_FALSE(gone);
   EXPECT_TRUE(gone.error().is(errc::cloud_not_found));
   EXPECT_EQ(d.stats().vms, 1u);
@@ -195,7 +191,7 @@ TEST(fake_driver, addresses_are_distinct_while_there_are_fewer_than_254_vms) {
   for (int i = 0; i < 254; ++i) {
     char id[40];
     std::snprintf(id, sizeof id, "e0000000-0000-4000-8000-%012d", i);
-    auto r = run(ioc, d.create(spec(id, "fake-zone-a"), {}));
+    auto r = co_run(ioc, d.create(spec(id, "fake-zone-a"), {}));
     ASSERT_TRUE(r);
     ASSERT_TRUE(r->ip_address);
     seen.insert(*r->ip_address);

@@ -1,0 +1,409 @@
+"""The GCE provider end to end: the real `cloudbrain` binary with `type = gce` providers, talking
+Compute Engine v1 REST to the GCE emulator (tests/emulators/gce), which runs as its own process
+and is itself checked against gcloud. Everything is observed from both sides: cloudbrain's API
+and the emulator's state, counters and request log.
+
+stdlib only; tests/run-all.sh provides the binary and the database template.
+"""
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+from cloudbrain_test import ServiceTestCase, wait_until
+from gce_emulator_process import EmulatorProcess
+
+PROJECT = "cb-gce-test"
+ZONES = ["us-central1-a", "us-central1-b"]
+SA_EMAIL = "cloudbrain-test@cb-gce-test.iam.gserviceaccount.com"
+FAST = {"op_pending_delay": 0.05, "provisioning_delay": 0.1, "staging_delay": 0.1,
+        "stopping_delay": 0.1, "failure_delay": 0.1, "wait_timeout": 1.0}
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGCx0d0Ej1kyjFbnP6VyJ5xwMn0R4ZUO6i3u0VJEb2+Q tester@ci"
+
+EMU = None
+WORKDIR = None
+
+
+def setUpModule():
+    global EMU, WORKDIR
+    WORKDIR = tempfile.mkdtemp(prefix="cloudbrain-gce-")
+    EMU = EmulatorProcess("--config", json.dumps(FAST), workdir=WORKDIR).start()
+
+
+def tearDownModule():
+    if EMU:
+        EMU.stop()
+        with open(os.path.join(EMU.dir, "emulator.log"), errors="replace") as f:
+            log = f.read()
+        if "Traceback" in log:
+            raise AssertionError("the emulator failed:\n" + log[-20000:])
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+
+
+def make_key_file(email, register=True):
+    """A service-account key file of our own making (RSA key by openssl); with `register`, its
+    public half is given to the emulator, which then checks every JWT signed with it."""
+    pem_path = os.path.join(WORKDIR, "key-%s.pem" % uuid.uuid4().hex)
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", pem_path], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "pkey", "-in", pem_path, "-pubout"], check=True,
+                            capture_output=True, text=True).stdout
+    with open(pem_path) as f:
+        private = f.read()
+    kid = uuid.uuid4().hex
+    if register:
+        EMU.control("POST", "keys", {"email": email, "public_key_pem": public, "key_id": kid})
+    key = {"type": "service_account", "project_id": PROJECT, "private_key_id": kid,
+           "private_key": private, "client_email": email, "client_id": "1234567890",
+           "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+           "token_uri": EMU.base + "/token"}
+    path = os.path.join(WORKDIR, "sa-%s.json" % kid)
+    with open(path, "w") as f:
+        json.dump(key, f)
+    return path, private
+
+
+def gce_section(**extra):
+    s = {"type": "gce", "project": PROJECT, "zones": " ".join(ZONES), "endpoint": EMU.base,
+         "image-project": "debian-cloud", "ssh-user": "tester", "rate-limit": "200",
+         "max-in-flight": "100", "standard-machine-type": "e2-small",
+         "premium-machine-type": "n2-standard-4"}
+    s.update(extra)
+    return s
+
+
+def emu_instances(**match):
+    out = []
+    for i in EMU.control("GET", "instances")["instances"]:
+        if all(i.get(k) == v for k, v in match.items()):
+            out.append(i)
+    return out
+
+
+def emu_vm(instance_id):
+    found = emu_instances(name="cb-" + instance_id)
+    return found[0] if found else None
+
+
+def log_since(seq, prefix="/compute/"):
+    return EMU.control("GET", "requests?since=%d&path_prefix=%s" % (seq, prefix))["requests"]
+
+
+def last_seq():
+    log = EMU.control("GET", "requests")["requests"]
+    return log[-1]["seq"] if log else 0
+
+
+class GceCase(ServiceTestCase):
+    """One database and one service with GCE providers per class."""
+    maxDiff = None
+
+    def create(self, provider="gce", **fields):
+        body = {"provider": provider, "image": "family/debian-12"}
+        body.update(fields)
+        r = self.service.request("POST", "/instances", body)
+        self.assertEqual(r.status, 201, r)
+        return r.json()
+
+    def get(self, instance_id):
+        r = self.service.request("GET", "/instances/" + instance_id)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def wait_settled(self, instance_id, timeout=60):
+        """Waits until the instance is running or errored and returns it."""
+        def check():
+            i = self.get(instance_id)
+            return i if i["state"] in ("running", "errored") else None
+        return wait_until(check, timeout, interval=0.1, what="instance %s to settle" % instance_id)
+
+    def wait_running(self, instance_id, timeout=60):
+        i = self.wait_settled(instance_id, timeout)
+        self.assertEqual(i["state"], "running", i)
+        return i
+
+    def wait_terminated(self, instance_id, timeout=60):
+        def check():
+            i = self.get(instance_id)
+            return i if i["state"] == "terminated" else None
+        return wait_until(check, timeout, interval=0.1, what="instance %s terminated" % instance_id)
+
+    def provider(self, name="gce"):
+        r = self.service.request("GET", "/providers")
+        self.assertEqual(r.status, 200, r)
+        return {p["name"]: p for p in r.json()["providers"]}[name]
+
+
+class InstanceLifecycle(GceCase):
+    # A create that no zone has room for is retried a few times, then errored.
+    settings = {"job-max-attempts": "4"}
+
+    @classmethod
+    def service_providers(cls):
+        cls.key_path, cls.private_key = make_key_file(SA_EMAIL)
+        bad_key_path, _ = make_key_file("unregistered@cb-gce-test.iam.gserviceaccount.com",
+                                        register=False)
+        return {"gce": gce_section(credentials=cls.key_path),
+                "gce-badkey": gce_section(credentials=bad_key_path, zones="us-central1-c")}
+
+    def test_instance_runs_with_the_emulators_address_then_is_deleted(self):
+        inst = self.create(public_ssh_key=SSH_KEY, tags={"team": "infra", "run": "lifecycle"})
+        self.assertEqual(inst["state"], "creating")
+        running = self.wait_running(inst["id"])
+        vm = emu_vm(inst["id"])
+        self.assertIsNotNone(vm, "no VM at the emulator")
+        self.assertEqual(vm["status"], "RUNNING")
+        self.assertEqual(running["ip_address"], vm["natIP"])
+        self.assertEqual(running["upstream_id"], vm["id"])
+        self.assertIn(running["zone"], ZONES)
+        self.assertEqual(vm["zone"], running["zone"])
+        self.assertEqual(vm["project"], PROJECT)
+        # What the insert carried: machine type, labels, the SSH key the GCE way.
+        self.assertEqual(vm["machineType"], "e2-small")
+        self.assertEqual(vm["labels"]["cloudbrain-instance"], inst["id"])
+        self.assertIn("cloudbrain-deployment", vm["labels"])
+        self.assertEqual(vm["labels"]["team"], "infra")
+        self.assertEqual(vm["labels"]["run"], "lifecycle")
+        self.assertEqual(vm["metadata"]["ssh-keys"], "tester:" + SSH_KEY)
+
+        r = self.service.request("DELETE", "/instances/" + inst["id"])
+        self.assertEqual(r.status, 202, r)
+        self.wait_terminated(inst["id"])
+        self.assertIsNone(emu_vm(inst["id"]), "the VM is still at the emulator")
+        c = EMU.control("GET", "counters")
+        self.assertEqual(c["instances_created"]["cb-" + inst["id"]], 1)
+
+    def test_premium_uses_its_machine_type(self):
+        inst = self.create(instance_type="premium")
+        self.wait_running(inst["id"])
+        self.assertEqual(emu_vm(inst["id"])["machineType"], "n2-standard-4")
+
+    def test_exhausted_zone_falls_back_to_the_next_and_is_then_avoided(self):
+        EMU.control("POST", "capacity", {"zone": ZONES[0], "remaining": 0})
+        try:
+            seq = last_seq()
+            first = self.create(tags={"run": "fallback"})
+            running = self.wait_running(first["id"])
+            self.assertEqual(running["zone"], ZONES[1])
+            self.assertEqual(emu_vm(first["id"])["zone"], ZONES[1])
+            # The next create of that type goes straight to the zone with room.
+            second = self.create(tags={"run": "fallback"})
+            self.assertEqual(self.wait_running(second["id"])["zone"], ZONES[1])
+            inserts = [e for e in log_since(seq) if e["route"] == "instances.insert"]
+            zones = [e["path"].split("/zones/")[1].split("/")[0] for e in inserts]
+            self.assertEqual(zones, [ZONES[0], ZONES[1], ZONES[1]])
+        finally:
+            EMU.control("POST", "capacity", {"zone": ZONES[0], "remaining": None})
+
+    def test_no_zone_with_capacity_is_errored_with_every_zones_reason(self):
+        EMU.control("POST", "capacity", {"zones": ZONES, "remaining": 0})
+        try:
+            inst = self.create(instance_type="premium")
+            errored = self.wait_settled(inst["id"])
+            self.assertEqual(errored["state"], "errored", errored)
+            reason = errored["error_reason"]
+            for z in ZONES:
+                self.assertIn(z, reason)
+            self.assertIn("ZONE_RESOURCE_POOL_EXHAUSTED", reason)
+            self.assertIsNone(emu_vm(inst["id"]))
+        finally:
+            EMU.control("POST", "capacity", {"zones": ZONES, "remaining": None})
+
+    def test_quota_is_errored_naming_the_quota(self):
+        EMU.control("POST", "quota", {"metric": "INSTANCES", "limit": 0, "region": "us-central1"})
+        try:
+            inst = self.create()
+            errored = self.wait_settled(inst["id"])
+            self.assertEqual(errored["state"], "errored", errored)
+            self.assertIn("Quota 'INSTANCES' exceeded", errored["error_reason"])
+            self.assertIsNone(emu_vm(inst["id"]))
+        finally:
+            EMU.control("POST", "quota", {"metric": "INSTANCES", "limit": None,
+                                          "region": "us-central1"})
+
+    def test_unknown_image_is_errored_with_googles_message(self):
+        inst = self.create(image="no-such-image")
+        errored = self.wait_settled(inst["id"])
+        self.assertEqual(errored["state"], "errored", errored)
+        self.assertIn("projects/debian-cloud/global/images/no-such-image", errored["error_reason"])
+        self.assertIn("was not found", errored["error_reason"])
+
+    def test_refused_key_is_a_clear_error_without_the_key(self):
+        inst = self.create(provider="gce-badkey")
+        errored = self.wait_settled(inst["id"])
+        self.assertEqual(errored["state"], "errored", errored)
+        self.assertIn("invalid_grant", errored["error_reason"])
+        self.assertIn("unregistered@cb-gce-test.iam.gserviceaccount.com", errored["error_reason"])
+        body = json.dumps(errored)
+        self.assertNotIn("PRIVATE KEY", body)
+        with open(self.service.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertNotIn("PRIVATE KEY", log)
+        self.assertNotIn(self.private_key.splitlines()[1], log)
+
+    def test_faults_and_lost_answers_never_double_a_vm(self):
+        run = "faults-" + uuid.uuid4().hex[:8]
+        seq = last_seq()
+        EMU.control("POST", "fail", {"count": 3, "status": 503})
+        EMU.control("POST", "drop", {"count": 3, "when": "after", "method": "POST",
+                                     "path_regex": "/instances$"})
+        EMU.control("POST", "drop", {"count": 2, "when": "before", "reset": True})
+        try:
+            ids = [self.create(tags={"run": run})["id"] for _ in range(12)]
+            for i in ids:
+                self.wait_running(i)
+        finally:
+            EMU.control("DELETE", "faults")
+        vms = [v for v in emu_instances() if v["labels"].get("run") == run]
+        self.assertEqual(sorted(v["name"] for v in vms), sorted("cb-" + i for i in ids))
+        created = EMU.control("GET", "counters")["instances_created"]
+        for i in ids:
+            self.assertEqual(created["cb-" + i], 1)
+        log = log_since(seq)
+        faults = [f for e in log for f in (e.get("fault") or [])]
+        self.assertEqual(faults.count("error"), 3)
+        self.assertEqual(faults.count("drop-after"), 3)
+        self.assertEqual(faults.count("drop"), 2)
+        # The inserts whose answers were lost were sent again with the same requestId.
+        self.assertGreaterEqual(EMU.control("GET", "counters")["dedup_hits"], 3)
+
+    def test_expired_token_is_replaced_once_for_all_callers(self):
+        first = self.create()
+        self.wait_running(first["id"])
+        before = self.provider()["details"]
+        expired = EMU.control("POST", "tokens/expire", {"email": SA_EMAIL})
+        self.assertGreaterEqual(expired["expired"], 1)
+        seq = last_seq()
+        failures_before = EMU.control("GET", "counters")["auth_failures"]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            ids = list(pool.map(lambda _: self.create()["id"], range(20)))
+        for i in ids:
+            self.wait_running(i)
+        # The calls that met the expired token got 401; one new token served them all.
+        self.assertGreater(EMU.control("GET", "counters")["auth_failures"], failures_before)
+        token_calls = [e for e in log_since(seq, "/token") if e["status"] == 200]
+        self.assertEqual(len(token_calls), 1, token_calls)
+        after = self.provider()["details"]
+        self.assertEqual(after["token_fetches"], before["token_fetches"] + 1)
+        self.assertGreater(after["auth_retries"], before["auth_retries"])
+        self.assertEqual(after["token_source"], "service-account key")
+
+
+class ThrottledCloud(GceCase):
+    RATE = 8
+
+    @classmethod
+    def service_providers(cls):
+        key, _ = make_key_file(SA_EMAIL)
+        return {"gce": gce_section(credentials=key, **{"rate-limit": str(cls.RATE)})}
+
+    def test_throttling_backs_off_and_never_exceeds_the_rate(self):
+        run = "throttle-" + uuid.uuid4().hex[:8]
+        seq = last_seq()
+        EMU.control("POST", "throttle", {"count": 3})
+        EMU.control("POST", "throttle", {"count": 1, "status": 429, "retry_after": 2})
+        try:
+            ids = [self.create(tags={"run": run})["id"] for _ in range(12)]
+            for i in ids:
+                self.wait_running(i, timeout=120)
+        finally:
+            EMU.control("DELETE", "faults")
+        log = [e for e in log_since(seq) if e.get("user_agent", "").startswith("cloudbrain")]
+        throttled = [e for e in log if e["status"] in (403, 429)]
+        self.assertEqual(len(throttled), 4, throttled)
+        # The token bucket's bound, between any two calls: RATE per second plus one second's
+        # burst. Checked on the emulator's own clock.
+        ts = [e["t"] for e in log]
+        for i in range(len(ts)):
+            for j in range(i + 1, len(ts)):
+                self.assertLessEqual(j - i + 1, self.RATE * (ts[j] - ts[i]) + self.RATE + 1,
+                                     "%d calls in %.2fs" % (j - i + 1, ts[j] - ts[i]))
+        # After the 429 that asked for 2 s, the provider went quiet for that long: only the
+        # requests already on their way (at most one per job in flight) arrive before the pause.
+        [t429] = [e["t"] for e in log if e["status"] == 429]
+        following = [t for t in ts if t > t429]
+        self.assertTrue(following)
+        in_flight = [t for t in following if t < t429 + 0.3]
+        self.assertLessEqual(len(in_flight), 12)
+        rest = following[len(in_flight):]
+        self.assertTrue(rest)
+        last_before_pause = in_flight[-1] if in_flight else t429
+        self.assertGreaterEqual(rest[0] - last_before_pause, 1.9,
+                                "calls resumed %.2fs after the 429" % (rest[0] - t429))
+        self.assertGreater(self.provider()["rate_limit_waits"], 0)
+        vms = [v for v in emu_instances() if v["labels"].get("run") == run]
+        self.assertEqual(len(vms), 12)
+
+
+class ManyAtOnce(GceCase):
+    COUNT = 200
+
+    @classmethod
+    def service_providers(cls):
+        key, _ = make_key_file(SA_EMAIL)
+        return {"gce": gce_section(credentials=key, **{"rate-limit": "400",
+                                                        "max-in-flight": "100"})}
+
+    def test_200_concurrent_creates_make_exactly_200_vms_and_deletes_remove_them(self):
+        run = "many-" + uuid.uuid4().hex[:8]
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            ids = list(pool.map(lambda _: self.create(tags={"run": run})["id"],
+                                range(self.COUNT)))
+
+        def all_running():
+            r = self.service.request("GET", "/instances?state=running&tag.run=%s&limit=1000" % run)
+            return len(r.json()["instances"]) == self.COUNT
+        wait_until(all_running, 240, interval=0.5, what="%d instances running" % self.COUNT)
+        up = time.monotonic() - started
+        vms = [v for v in emu_instances() if v["labels"].get("run") == run]
+        self.assertEqual(len(vms), self.COUNT)
+        self.assertEqual(sorted(v["name"] for v in vms), sorted("cb-" + i for i in ids))
+        created = EMU.control("GET", "counters")["instances_created"]
+        self.assertEqual([created["cb-" + i] for i in ids], [1] * self.COUNT)
+        addresses = {self.get(i)["ip_address"] for i in ids[:20]}
+        self.assertEqual(len(addresses), 20)
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            codes = list(pool.map(
+                lambda i: self.service.request("DELETE", "/instances/" + i).status, ids))
+        self.assertEqual(set(codes), {202})
+
+        def all_terminated():
+            r = self.service.request("GET", "/instances?state=terminated&tag.run=%s&limit=1000"
+                                     % run)
+            return len(r.json()["instances"]) == self.COUNT
+        wait_until(all_terminated, 240, interval=0.5, what="%d instances terminated" % self.COUNT)
+        down = time.monotonic() - started
+        wait_until(lambda: not [v for v in emu_instances() if v["labels"].get("run") == run], 30,
+                   what="the emulator to hold none of them")
+        print("\n%d VMs through the GCE emulator: running after %.1fs, terminated after %.1fs"
+              % (self.COUNT, up, down))
+
+
+class MetadataServerAuth(GceCase):
+    """No key file: tokens come from the metadata server that GCE_METADATA_HOST points at."""
+
+    @classmethod
+    def service_providers(cls):
+        cls.env = {"GCE_METADATA_HOST": "127.0.0.1:%d" % EMU.port}
+        return {"gce": gce_section()}
+
+    def test_tokens_come_from_the_metadata_server(self):
+        seq = last_seq()
+        inst = self.create()
+        self.wait_running(inst["id"])
+        meta = log_since(seq, "/computeMetadata/")
+        self.assertEqual([(e["path"], e["status"]) for e in meta],
+                         [("/computeMetadata/v1/instance/service-accounts/default/token", 200)])
+        self.assertEqual(self.provider()["details"]["token_source"], "metadata")
+
+
+if __name__ == "__main__":
+    unittest.main()
