@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -114,7 +114,7 @@ check_eq "type job_kind has its labels" "{create_instance,delete_instance}" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "idempotency_keys_created_at_idx instance_events_instance_id_id_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx" \
+  "idempotency_keys_created_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
