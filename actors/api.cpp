@@ -406,7 +406,8 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, std::i
         {"calls", s->calls},
         {"rate_limit_waits", s->rate_limit_waits},
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},
-        {"details", s->details}});
+        {"details", s->details},
+        {"reconciler", s->reconciler}});
   }
   co_return net::json_response(http::status::ok, json::object{{"providers", std::move(out)}});
 }
@@ -423,12 +424,17 @@ asio::awaitable<net::response> api::readyz(net::request_context&) {
   if (!ping)
     reasons.emplace_back("database unavailable: " + std::string(ping.error().code.message()));
   for (auto& p : health_.problems()) reasons.emplace_back(p);
+  json::array warnings;  // worth knowing, not a reason to take this process out of service
+  for (auto& w : health_.warnings()) warnings.emplace_back(w);
   if (reasons.empty()) {
-    co_return net::json_response(http::status::ok, json::object{{"status", "ready"}});
+    json::object body{{"status", "ready"}};
+    if (!warnings.empty()) body["warnings"] = std::move(warnings);
+    co_return net::json_response(http::status::ok, std::move(body));
   }
-  auto r =
-      net::json_response(http::status::service_unavailable,
-                         json::object{{"status", "not ready"}, {"reasons", std::move(reasons)}});
+  auto r = net::json_response(http::status::service_unavailable,
+                              json::object{{"status", "not ready"},
+                                           {"reasons", std::move(reasons)},
+                                           {"warnings", std::move(warnings)}});
   r.set(http::field::retry_after, "2");
   co_return r;
 }

@@ -22,11 +22,18 @@ class health {
   void clear_problem(const std::string& key);
   [[nodiscard]] std::vector<std::string> problems() const;
 
+  // Named conditions /readyz reports without failing ("reconciler gce: orphan collection
+  // frozen: ..."): the API still serves, but an operator should know.
+  void set_warning(const std::string& key, const std::string& text);
+  void clear_warning(const std::string& key);
+  [[nodiscard]] std::vector<std::string> warnings() const;
+
  private:
   std::atomic<bool> draining_{false};
   std::atomic<bool> schema_ok_{false};
   mutable std::mutex mutex_;
   std::vector<std::pair<std::string, std::string>> problems_;
+  std::vector<std::pair<std::string, std::string>> warnings_;
 };
 
 }  // namespace cloudbrain

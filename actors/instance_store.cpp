@@ -152,6 +152,39 @@ SELECT (SELECT count(*) FROM c),
        (SELECT coalesce(intent, '{}'::jsonb)::text FROM jobs
         WHERE instance_id = $1::uuid AND kind = 'create_instance' ORDER BY id DESC LIMIT 1))";
 
+const char* const reconcile_view_sql = R"(
+SELECT i.id::text, i.state::text, coalesce(host(i.ip_address), ''), coalesce(i.zone, ''),
+       EXISTS (SELECT 1 FROM jobs j WHERE j.instance_id = i.id AND j.state IN ('queued', 'running')),
+       i.updated_at < $3::timestamptz,
+       (SELECT count(*) FROM jobs d WHERE d.provider = $1 AND d.kind = 'delete_instance'
+          AND d.state IN ('queued', 'running') AND d.attempts >= $4::int)
+FROM instances i
+WHERE i.provider = $1
+  AND (i.state IN ('creating', 'starting', 'running', 'terminating') OR i.id = ANY($2::uuid[])))";
+
+const char* const stuck_deletes_sql = R"(
+SELECT count(*) FROM jobs WHERE provider = $1 AND kind = 'delete_instance'
+  AND state IN ('queued', 'running') AND attempts >= $2::int)";
+
+const char* const vanished_sql = R"(
+UPDATE instances
+   SET state = CASE WHEN state = 'terminating' THEN 'terminated'::instance_state
+                    ELSE 'errored'::instance_state END,
+       error_reason = CASE WHEN state = 'terminating' THEN error_reason
+                           ELSE 'vanished at the provider' END
+ WHERE id = $1::uuid AND state = $2::instance_state
+   AND NOT EXISTS (SELECT 1 FROM jobs WHERE instance_id = $1::uuid
+                   AND state IN ('queued', 'running')))";
+
+const char* const address_sql = R"(
+UPDATE instances SET ip_address = $2::inet
+ WHERE id = $1::uuid AND state = 'running' AND ip_address IS DISTINCT FROM $2::inet)";
+
+const char* const orphan_event_sql = R"(
+INSERT INTO instance_events (instance_id, from_state, to_state, reason, kind, provider, vm_name)
+VALUES ((SELECT id FROM instances WHERE id = $1::uuid), NULL, 'terminated', $4,
+        'orphan_deleted', $2, $3))";
+
 const pg::statement stmt_instance_create{"instance_create", create_sql};
 const pg::statement stmt_instance_get{"instance_get", get_sql};
 const pg::statement stmt_instance_list{"instance_list", list_sql};
@@ -166,6 +199,14 @@ const pg::statement stmt_instance_starting{"instance_starting", starting_sql};
 const pg::statement stmt_instance_running{"instance_running", running_sql};
 const pg::statement stmt_instance_terminated{"instance_terminated", terminated_sql};
 const pg::statement stmt_job_settle_create{"job_settle_create", settle_sql};
+const pg::statement stmt_reconcile_view{"reconcile_view", reconcile_view_sql};
+const pg::statement stmt_stuck_deletes{"stuck_deletes", stuck_deletes_sql};
+const pg::statement stmt_instance_vanished{"instance_vanished", vanished_sql};
+const pg::statement stmt_instance_address{"instance_address", address_sql};
+const pg::statement stmt_orphan_event{"orphan_event", orphan_event_sql};
+
+// A delete job this many attempts old counts as stuck (it is still retried, forever).
+constexpr int stuck_delete_attempts = 3;
 
 std::string seconds(std::chrono::milliseconds d) {
   return std::to_string(static_cast<double>(d.count()) / 1000.0);
@@ -437,6 +478,65 @@ asio::awaitable<result<instance_store::create_job_view>> instance_store::settle_
   v.active = r->text(0, 1) == "t";
   if (v.exists) v.intent = parse_object(r->text(0, 2));
   co_return v;
+}
+
+asio::awaitable<result<instance_store::reconcile_view>> instance_store::reconcile_view_of(
+    const std::string& provider, const std::vector<std::string>& ids,
+    system_clock::time_point listed_at) {
+  std::string array = "{";
+  for (const auto& id : ids) {
+    if (array.size() > 1) array += ',';
+    array += id;  // checked UUIDs only: no quoting needed
+  }
+  array += '}';
+  const params args{provider, array, format_rfc3339(listed_at),
+                    std::to_string(stuck_delete_attempts)};
+  auto r = co_await pool_.execute(stmt_reconcile_view, args);
+  if (!r) co_return r.error();
+  reconcile_view v;
+  for (int i = 0; i < static_cast<int>(r->size()); ++i) {
+    reconcile_row row;
+    row.id = std::string(r->text(i, 0));
+    row.state = std::string(r->text(i, 1));
+    row.ip_address = std::string(r->text(i, 2));
+    row.zone = std::string(r->text(i, 3));
+    row.busy = r->text(i, 4) == "t";
+    row.settled = r->text(i, 5) == "t";
+    v.stuck_deletes = std::stoll(std::string(r->text(i, 6)));
+    v.rows.push_back(std::move(row));
+  }
+  if (r->size() == 0) {
+    const params stuck_args{provider, std::to_string(stuck_delete_attempts)};
+    auto s = co_await pool_.execute(stmt_stuck_deletes, stuck_args);
+    if (!s) co_return s.error();
+    v.stuck_deletes = std::stoll(std::string(s->text(0, 0)));
+  }
+  co_return v;
+}
+
+asio::awaitable<result<bool>> instance_store::mark_vanished(const std::string& id,
+                                                            const std::string& state) {
+  const params args{id, state};
+  auto r = co_await pool_.execute(stmt_instance_vanished, args);
+  if (!r) co_return r.error();
+  co_return r->affected() == 1;
+}
+
+asio::awaitable<result<bool>> instance_store::update_address(const std::string& id,
+                                                             const std::string& ip_address) {
+  const params args{id, ip_address};
+  auto r = co_await pool_.execute(stmt_instance_address, args);
+  if (!r) co_return r.error();
+  co_return r->affected() == 1;
+}
+
+asio::awaitable<result<void>> instance_store::record_orphan_deleted(
+    std::string provider, std::string vm_name, std::optional<std::string> instance_id,
+    std::string reason) {
+  const params args{instance_id, provider, vm_name, reason};
+  auto r = co_await pool_.execute(stmt_orphan_event, args);
+  if (!r) co_return r.error();
+  co_return result<void>{};
 }
 
 }  // namespace cloudbrain

@@ -132,6 +132,36 @@ class instance_store {
   };
   boost::asio::awaitable<result<create_job_view>> settle_create_job(const std::string& id);
 
+  // For the reconciler: the provider's instances that may have a VM (live states, plus the
+  // ids that the cloud's labels name), and how many deletes keep failing.
+  struct reconcile_row {
+    std::string id;
+    std::string state;
+    std::string ip_address;  // empty: none
+    std::string zone;
+    bool busy = false;     // a create or delete job is queued or running
+    bool settled = false;  // unchanged since before `listed_at`
+  };
+  struct reconcile_view {
+    std::vector<reconcile_row> rows;
+    std::int64_t stuck_deletes = 0;
+  };
+  boost::asio::awaitable<result<reconcile_view>> reconcile_view_of(
+      const std::string& provider, const std::vector<std::string>& ids,
+      system_clock::time_point listed_at);
+  // A VM gone behind our back: a terminating instance becomes terminated, any other errored
+  // ("vanished at the provider"); only if still in `state` and no job is at work on it.
+  boost::asio::awaitable<result<bool>> mark_vanished(const std::string& id,
+                                                     const std::string& state);
+  boost::asio::awaitable<result<bool>> update_address(const std::string& id,
+                                                      const std::string& ip_address);
+  // Records the deletion of an orphan VM (instance_id: the id its label names, if any).
+  // (By value: callers pass temporaries, which a lazily started coroutine must own.)
+  boost::asio::awaitable<result<void>> record_orphan_deleted(std::string provider,
+                                                             std::string vm_name,
+                                                             std::optional<std::string> instance_id,
+                                                             std::string reason);
+
  private:
   pg::pool& pool_;
   std::string owner_;

@@ -46,6 +46,19 @@ void provider_actor::handle(provider_message&& m) {
     spawn(run(std::move(r->j)), "job");
     return;
   }
+  if (auto* l = std::get_if<list_vms>(&m)) {
+    spawn(run_list(std::move(l->reply)), "list");
+    return;
+  }
+  if (auto* p = std::get_if<probe_vm>(&m)) {
+    spawn(run_probe(std::move(p->ref), std::move(p->reply)), "probe");
+    return;
+  }
+  if (auto* d = std::get_if<delete_vm>(&m)) {
+    spawn(run_delete(std::move(d->ref), std::move(d->idempotency_key), std::move(d->reply)),
+          "delete_vm");
+    return;
+  }
   auto& q = std::get<provider_status_query>(m);
   provider_status s;
   s.name = section_.name;
@@ -60,6 +73,11 @@ void provider_actor::handle(provider_message&& m) {
   s.calls = calls_;
   s.rate_limit_waits = rate_limit_waits_;
   s.details = driver_->details();
+  s.reconciler = {{"passes", reconcile_stats_.passes.load()},
+                  {"orphans_deleted", reconcile_stats_.orphans_deleted.load()},
+                  {"vanished", reconcile_stats_.vanished.load()},
+                  {"stuck_deletes", reconcile_stats_.stuck_deletes.load()},
+                  {"frozen", reconcile_stats_.frozen.load()}};
   q.reply(std::move(s));
 }
 
@@ -70,6 +88,33 @@ asio::awaitable<result<provider_status>> provider_actor::status(deadline dl) {
         return provider_message{provider_status_query{std::move(r)}};
       },
       dl);
+}
+
+asio::awaitable<void> provider_actor::run_list(reply_to<std::vector<vm>> reply) {
+  auto listing = driver_->list(deployment_, after(list_timeout));
+  auto listed = co_await std::move(listing);
+  if (!listed) note_failure(listed.error());
+  reply(std::move(listed));
+}
+
+asio::awaitable<void> provider_actor::run_probe(vm_ref ref, reply_to<vm> reply) {
+  auto reading = driver_->get(ref, after(call_timeout));
+  auto got = co_await std::move(reading);
+  if (!got && !got.error().is(errc::cloud_not_found)) note_failure(got.error());
+  reply(std::move(got));
+}
+
+asio::awaitable<void> provider_actor::run_delete(vm_ref ref, std::string key,
+                                                 reply_to<bool> reply) {
+  auto deleting = driver_->destroy(ref, key, after(call_timeout));
+  auto gone = co_await std::move(deleting);
+  if (!gone) {
+    note_failure(gone.error());
+    reply(gone.error());
+    co_return;
+  }
+  note_success();
+  reply(true);
 }
 
 asio::awaitable<void> provider_actor::pace() {

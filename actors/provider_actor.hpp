@@ -8,6 +8,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <random>
@@ -27,6 +28,7 @@ struct provider_status {
   std::uint64_t calls = 0;
   std::uint64_t rate_limit_waits = 0;
   boost::json::object details;  // the driver's own figures (the fake's VM count, ...)
+  boost::json::object reconciler;
 };
 
 struct run_job {
@@ -35,7 +37,31 @@ struct run_job {
 struct provider_status_query {
   reply_to<provider_status> reply;
 };
-using provider_message = std::variant<run_job, provider_status_query>;
+// For the reconciler, run on the provider's strand where the driver lives.
+struct list_vms {
+  reply_to<std::vector<providers::vm>> reply;
+};
+struct probe_vm {
+  providers::vm_ref ref;
+  reply_to<providers::vm> reply;
+};
+struct delete_vm {
+  providers::vm_ref ref;
+  std::string idempotency_key;
+  reply_to<bool> reply;
+};
+using provider_message =
+    std::variant<run_job, provider_status_query, list_vms, probe_vm, delete_vm>;
+
+// What the provider's reconciler has done, for GET /providers. Written by the reconciler,
+// read by anyone.
+struct reconcile_stats {
+  std::atomic<std::uint64_t> passes{0};
+  std::atomic<std::uint64_t> orphans_deleted{0};
+  std::atomic<std::uint64_t> vanished{0};
+  std::atomic<std::int64_t> stuck_deletes{0};
+  std::atomic<bool> frozen{false};
+};
 
 // One per configured provider: owns the driver and runs jobs against it, at most
 // `max-in-flight` at once (the scheduler never hands it more) and no more than `rate-limit`
@@ -54,6 +80,7 @@ class provider_actor : public actor<provider_actor, provider_message> {
   [[nodiscard]] const provider_section& section() const { return section_; }
   [[nodiscard]] providers::driver& driver() { return *driver_; }
   boost::asio::awaitable<result<provider_status>> status(deadline dl);
+  [[nodiscard]] reconcile_stats& reconciliation() { return reconcile_stats_; }
 
  private:
   boost::asio::awaitable<void> run(job j);
@@ -72,7 +99,13 @@ class provider_actor : public actor<provider_actor, provider_message> {
                                                  const std::string& instance_type);
   [[nodiscard]] providers::instance_spec spec_for(const job& j, const std::string& zone) const;
 
+  boost::asio::awaitable<void> run_list(reply_to<std::vector<providers::vm>> reply);
+  boost::asio::awaitable<void> run_probe(providers::vm_ref ref, reply_to<providers::vm> reply);
+  boost::asio::awaitable<void> run_delete(providers::vm_ref ref, std::string key,
+                                          reply_to<bool> reply);
+
   provider_section section_;
+  reconcile_stats reconcile_stats_;
   std::unique_ptr<providers::driver> driver_;
   instance_store& store_;
   std::string deployment_;
@@ -90,6 +123,7 @@ class provider_actor : public actor<provider_actor, provider_message> {
   std::uint64_t rate_limit_waits_ = 0;
   static constexpr std::chrono::minutes zone_avoidance{3};
   static constexpr std::chrono::seconds call_timeout{120};
+  static constexpr std::chrono::minutes list_timeout{5};
   static constexpr std::chrono::minutes boot_timeout{10};
 };
 

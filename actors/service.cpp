@@ -5,6 +5,7 @@
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
+#include "actors/reconciler.hpp"
 #include "actors/scheduler.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/log.hpp"
@@ -153,6 +154,11 @@ int run_serve(const std::vector<std::string>& args) {
     by_name[cfg->providers[i].name] = actors.back().get();
     sched.add_provider(*actors.back());
   }
+  std::vector<std::unique_ptr<reconciler>> reconcilers;
+  for (auto& a : actors) {
+    reconcilers.push_back(std::make_unique<reconciler>(ioc.get_executor(), *a, store, status,
+                                                       cfg->reconcile_interval, cfg->orphan_grace));
+  }
 
   auto routes = std::make_shared<net::router>();
   api http_api(*cfg, store, auth, status, by_name);
@@ -167,6 +173,7 @@ int run_serve(const std::vector<std::string>& args) {
   auto shutdown = [&](std::string why) -> asio::awaitable<void> {
     log::info("shutting down", {{"reason", why}});
     status.set_draining();
+    for (auto& r : reconcilers) r->close();
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
@@ -199,6 +206,7 @@ int run_serve(const std::vector<std::string>& args) {
         }
         auth.start();
         sched.start();
+        for (auto& r : reconcilers) r->start();
         const auto ep = server.local_endpoint();
         log::info("cloudbrain ready",
                   {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
