@@ -10,6 +10,7 @@
 #include "core/blocking_pool.hpp"
 #include "core/log.hpp"
 #include "core/pg/pool.hpp"
+#include "core/sd_notify.hpp"
 #include "core/token.hpp"
 #include "core/uuid.hpp"
 #include "net/server.hpp"
@@ -25,6 +26,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <csignal>
 #include <iostream>
@@ -170,8 +172,12 @@ int run_serve(const std::vector<std::string>& args) {
 
   int exit_code = 0;
   asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  const sd_notifier systemd;
+  std::atomic<bool> stopping{false};
   auto shutdown = [&](std::string why) -> asio::awaitable<void> {
     log::info("shutting down", {{"reason", why}});
+    stopping = true;
+    systemd.notify("STOPPING=1\nSTATUS=shutting down");
     status.set_draining();
     for (auto& r : reconcilers) r->close();
     const auto dl = after(cfg->shutdown_timeout);
@@ -207,6 +213,19 @@ int run_serve(const std::vector<std::string>& args) {
         auth.start();
         sched.start();
         for (auto& r : reconcilers) r->start();
+        systemd.notify("READY=1\nSTATUS=serving");
+        if (const auto every = systemd.watchdog_interval()) {
+          // From the event loop itself: a wedged loop stops these, and systemd restarts us.
+          asio::co_spawn(
+              ioc,
+              [&systemd, &stopping, every = *every]() -> asio::awaitable<void> {
+                while (!stopping) {
+                  systemd.notify("WATCHDOG=1");
+                  co_await sleep_for(every);
+                }
+              },
+              asio::detached);
+        }
         const auto ep = server.local_endpoint();
         log::info("cloudbrain ready",
                   {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
