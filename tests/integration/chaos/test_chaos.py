@@ -105,6 +105,7 @@ class ChaosBase(unittest.TestCase):
             "reconcile-interval": "2s", "orphan-grace": "20s"})
         service.start()
         self.addCleanup(service.stop)
+        service.token  # made now, while PostgreSQL is certainly up (the CLI writes it there)
         return service
 
     def wait_for(self, db, predicate, timeout, what):
