@@ -119,11 +119,20 @@ asio::awaitable<void> reconciler::delete_orphan(orphan o) {
 }
 
 asio::awaitable<void> reconciler::pass() {
+  // Not a destructor-based guard: a pass still suspended when the process stops is destroyed
+  // with the io_context, after this actor, and must not touch it then.
   running_pass_ = true;
-  struct done_guard {
-    bool& flag;
-    ~done_guard() { flag = false; }
-  } guard{running_pass_};
+  try {
+    auto passing = compare_and_repair();
+    co_await std::move(passing);
+  } catch (...) {
+    running_pass_ = false;
+    throw;
+  }
+  running_pass_ = false;
+}
+
+asio::awaitable<void> reconciler::compare_and_repair() {
   const std::string& provider = provider_.section().name;
   auto& stats = provider_.reconciliation();
 

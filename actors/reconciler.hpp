@@ -41,7 +41,8 @@ class reconciler : public actor<reconciler, reconciler_message> {
 
   boost::asio::awaitable<void> loop();
   boost::asio::awaitable<void> delete_orphan(orphan o);
-  boost::asio::awaitable<void> pass();
+  boost::asio::awaitable<void> pass();  // one at a time (running_pass_)
+  boost::asio::awaitable<void> compare_and_repair();
   void freeze(const std::string& why);
   void thaw();
 
