@@ -155,9 +155,7 @@ SELECT (SELECT count(*) FROM c),
 const char* const reconcile_view_sql = R"(
 SELECT i.id::text, i.state::text, coalesce(host(i.ip_address), ''), coalesce(i.zone, ''),
        EXISTS (SELECT 1 FROM jobs j WHERE j.instance_id = i.id AND j.state IN ('queued', 'running')),
-       i.updated_at < $3::timestamptz,
-       (SELECT count(*) FROM jobs d WHERE d.provider = $1 AND d.kind = 'delete_instance'
-          AND d.state IN ('queued', 'running') AND d.attempts >= $4::int)
+       i.updated_at < $3::timestamptz
 FROM instances i
 WHERE i.provider = $1
   AND (i.state IN ('creating', 'starting', 'running', 'terminating') OR i.id = ANY($2::uuid[])))";
@@ -489,8 +487,7 @@ asio::awaitable<result<instance_store::reconcile_view>> instance_store::reconcil
     array += id;  // checked UUIDs only: no quoting needed
   }
   array += '}';
-  const params args{provider, array, format_rfc3339(listed_at),
-                    std::to_string(stuck_delete_attempts)};
+  const params args{provider, array, format_rfc3339(listed_at)};
   auto r = co_await pool_.execute(stmt_reconcile_view, args);
   if (!r) co_return r.error();
   reconcile_view v;
@@ -502,15 +499,12 @@ asio::awaitable<result<instance_store::reconcile_view>> instance_store::reconcil
     row.zone = std::string(r->text(i, 3));
     row.busy = r->text(i, 4) == "t";
     row.settled = r->text(i, 5) == "t";
-    v.stuck_deletes = std::stoll(std::string(r->text(i, 6)));
     v.rows.push_back(std::move(row));
   }
-  if (r->size() == 0) {
-    const params stuck_args{provider, std::to_string(stuck_delete_attempts)};
-    auto s = co_await pool_.execute(stmt_stuck_deletes, stuck_args);
-    if (!s) co_return s.error();
-    v.stuck_deletes = std::stoll(std::string(s->text(0, 0)));
-  }
+  const params stuck_args{provider, std::to_string(stuck_delete_attempts)};
+  auto stuck = co_await pool_.execute(stmt_stuck_deletes, stuck_args);
+  if (!stuck) co_return stuck.error();
+  v.stuck_deletes = std::stoll(std::string(stuck->text(0, 0)));
   co_return v;
 }
 

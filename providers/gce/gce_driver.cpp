@@ -60,7 +60,8 @@ asio::awaitable<result<net::client_response>> gce_driver::call(http::verb method
   const backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::milliseconds(3000),
                                std::chrono::milliseconds(50)};
   bool token_renewed = false;
-  for (unsigned attempt = 0;; ++attempt) {
+  unsigned failures = 0;  // transient ones; a renewed token does not count
+  for (;;) {
     auto getting = tokens_.token(dl);
     auto token = co_await std::move(getting);
     if (!token) co_return token.error();
@@ -86,14 +87,13 @@ asio::awaitable<result<net::client_response>> gce_driver::call(http::verb method
       tokens_.invalidate(*token);
       token_renewed = true;
       ++stats_.auth_retries;
-      --attempt;
       continue;
     } else {
       failure = error_from_response(res->status, res->body);
       failure.retry_after = retry_after_of(*res);
     }
-    if (!retryable(failure) || attempt + 1 >= max_transient_attempts) co_return failure;
-    const auto pause = backoff.delay(attempt, rng_);
+    if (!retryable(failure) || ++failures >= max_transient_attempts) co_return failure;
+    const auto pause = backoff.delay(failures - 1, rng_);
     if (steady_clock::now() + pause >= dl) co_return failure;
     ++stats_.retried;
     co_await sleep_for(pause);

@@ -55,14 +55,17 @@ void token_source::invalidate(const std::string& token) {
   }
 }
 
+bool token_source::usable() const {
+  return cached_ && system_clock::now() + expiry_safety < cached_->expires_at;
+}
+
 asio::awaitable<result<std::string>> token_source::token(deadline dl) {
-  const auto now = steady_clock::now();
-  const bool usable = cached_ && system_clock::now() + expiry_safety < cached_->expires_at;
-  if (usable && now < refresh_at_) co_return cached_->token;
+  const bool usable_now = usable();
+  if (usable_now && steady_clock::now() < refresh_at_) co_return cached_->token;
   if (flight_) {
     // Someone is fetching already. A token that is still good serves meanwhile; otherwise
     // wait for that fetch rather than start another.
-    if (usable) co_return cached_->token;
+    if (usable_now) co_return cached_->token;
     auto f = flight_;
     auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, dl);
     f->waiters.push_back(timer);
@@ -85,9 +88,7 @@ asio::awaitable<result<std::string>> token_source::token(deadline dl) {
     log::warn("could not get a GCE access token",
               {{"provider", settings_.name}, {"error", fetched.error().message()}});
     // A refresh ahead of time that failed leaves the current token in use until it expires.
-    if (cached_ && system_clock::now() + expiry_safety < cached_->expires_at) {
-      co_return cached_->token;
-    }
+    if (usable()) co_return cached_->token;
     co_return fetched.error();
   }
   const auto lifetime = fetched->expires_at - system_clock::now();

@@ -48,6 +48,8 @@ class token_source {
     std::vector<std::shared_ptr<boost::asio::steady_timer>> waiters;
   };
 
+  // A cached token not about to expire (it may be due for a refresh all the same).
+  [[nodiscard]] bool usable() const;
   boost::asio::awaitable<result<access_token>> fetch(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_with_key(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_from_metadata(deadline dl);
