@@ -108,10 +108,17 @@ class ChaosBase(unittest.TestCase):
         service.token  # made now, while PostgreSQL is certainly up (the CLI writes it there)
         return service
 
-    def wait_for(self, db, predicate, timeout, what):
-        """wait_until, and on timeout the database's view of what is left."""
+    def wait_all(self, db, client, deployment, state, n, timeout):
+        """Waits until all `n` instances of the run are in `state` (failing at once if one
+        errored on the way to running); on timeout, shows the database's view of what is left."""
+        def done():
+            if state == "running":
+                self.no_errors(client, deployment)
+            r = client.call("GET", "/instances?state=%s&tag.run=%s&limit=1000"
+                            % (state, deployment), ok=(200,))
+            return len(r.json()["instances"]) == n
         try:
-            wait_until(predicate, timeout, interval=0.5, what=what)
+            wait_until(done, timeout, interval=0.5, what="%d instances %s" % (n, state))
         except AssertionError as e:
             detail = db.query("SELECT state || ': ' || count(*) FROM instances GROUP BY state")
             jobs = db.query("SELECT kind || ' ' || state || ' attempts=' || attempts || ' run_at='"
@@ -128,13 +135,6 @@ class ChaosBase(unittest.TestCase):
         if errored:
             raise AssertionError("instances errored: %s" % [(i["id"], i["error_reason"])
                                                             for i in errored])
-
-    def states(self, service, ids):
-        out = {}
-        for i in ids:
-            r = Client(service).call("GET", "/instances/" + i, ok=(200,))
-            out[i] = r.json()["state"]
-        return out
 
     def check_exactly_one_vm_each(self, deployment, ids):
         vms = ours(deployment)
@@ -189,12 +189,7 @@ class KillDuringCreateAndDelete(ChaosBase):
         self.assertEqual(len(set(ids)), COUNT, "an Idempotency-Key replay made a second instance")
         self.assertEqual(db.count_rows("instances")["instances"], COUNT)
 
-        def all_running():
-            self.no_errors(client, deployment)
-            r = client.call("GET", "/instances?state=running&tag.run=%s&limit=1000" % deployment,
-                            ok=(200,))
-            return len(r.json()["instances"]) == COUNT
-        self.wait_for(db, all_running, 300, "%d instances running" % COUNT)
+        self.wait_all(db, client, deployment, "running", COUNT, 300)
         up_converged = time.monotonic() - killer.last_restart
         up_total = time.monotonic() - started
         dup_up, orphans_up = self.check_exactly_one_vm_each(deployment, ids)
@@ -211,11 +206,7 @@ class KillDuringCreateAndDelete(ChaosBase):
         self.assertIsNone(killer.failure)
         self.assertGreaterEqual(killer.done, MIN_KILLS, killer.left_at_kill)
 
-        def all_terminated():
-            r = client.call("GET", "/instances?state=terminated&tag.run=%s&limit=1000"
-                            % deployment, ok=(200,))
-            return len(r.json()["instances"]) == COUNT
-        self.wait_for(db, all_terminated, 300, "%d instances terminated" % COUNT)
+        self.wait_all(db, client, deployment, "terminated", COUNT, 300)
         down_converged = time.monotonic() - killer.last_restart
         down_total = time.monotonic() - started
         wait_until(lambda: ours(deployment) == [], 30, interval=0.5,
@@ -264,12 +255,7 @@ class PostgresRestart(ChaosBase):
         self.assertEqual(restarter_error, [])
         self.assertEqual(len(set(ids)), n)
 
-        def all_running():
-            self.no_errors(client, deployment)
-            r = client.call("GET", "/instances?state=running&tag.run=%s&limit=1000" % deployment,
-                            ok=(200,))
-            return len(r.json()["instances"]) == n
-        self.wait_for(db, all_running, 180, "%d instances running" % n)
+        self.wait_all(db, client, deployment, "running", n, 180)
         self.assertEqual(int(db.query("SELECT count(*) FROM instances")), n)
         self.check_exactly_one_vm_each(deployment, ids)
 
