@@ -64,6 +64,48 @@ struct vm_ref {
   std::string upstream_id;
 };
 
+// A capacity reservation to make: `count` VMs of `instance_type` held in `zone`. `name` is
+// derived from the reservation id (the same in every zone), so that a retried reserve finds
+// what it may already have made. The cloud's own end date is set to `ends_at` wherever the
+// cloud has one, as a backstop for the janitor.
+struct reservation_spec {
+  std::string reservation_id;
+  std::string name;
+  std::string instance_type;  // standard | premium
+  int count = 0;
+  std::string zone;
+  system_clock::time_point ends_at{};
+  labels tags;
+  std::string deployment;
+  std::string idempotency_key;
+};
+
+enum class reservation_status { creating, ready, deleting, updating };
+
+[[nodiscard]] std::string_view to_string(reservation_status s);
+
+// A reservation as the cloud reports it. `labels_` carries the deployment and reservation id
+// markers however the cloud stores them (GCE has no labels on reservations; its driver keeps
+// them in the description).
+struct cloud_reservation {
+  std::string name;
+  std::string upstream_id;
+  std::string zone;
+  std::string machine_type;
+  int count = 0;
+  int in_use = 0;
+  reservation_status status = reservation_status::creating;
+  labels labels_;
+  system_clock::time_point created_at{};
+  std::optional<system_clock::time_point> ends_at;
+};
+
+struct reservation_ref {
+  std::string name;
+  std::string zone;
+  std::string upstream_id;
+};
+
 // Awaited before every request a driver sends to its cloud: the provider's rate limit. A
 // driver knows what one cloud call is (a create may be several requests), so it paces itself.
 using call_pacer = std::function<boost::asio::awaitable<void>()>;
@@ -94,6 +136,26 @@ class driver {
   virtual boost::asio::awaitable<result<std::vector<vm>>> list(const std::string& deployment,
                                                                deadline dl) = 0;
 
+  // Capacity reservations. A driver that has none answers every call with cloud_permanent.
+  // reserve returns once the cloud holds the capacity (or refused it: cloud_capacity moves the
+  // caller to the next zone); a reservation of that name already there: cloud_already_exists.
+  virtual boost::asio::awaitable<result<cloud_reservation>> reserve(const reservation_spec& spec,
+                                                                   deadline dl);
+  virtual boost::asio::awaitable<result<cloud_reservation>> get_reservation(
+      const reservation_ref& ref, deadline dl);
+  // Deletes the reservation and returns once the cloud says it is gone. Not there: success.
+  virtual boost::asio::awaitable<result<void>> release(const reservation_ref& ref,
+                                                       const std::string& idempotency_key,
+                                                       deadline dl);
+  // Every reservation that carries `deployment`'s marker, across all zones and pages. A listing
+  // that fails part-way is an error, never a shorter list.
+  virtual boost::asio::awaitable<result<std::vector<cloud_reservation>>> list_reservations(
+      const std::string& deployment, deadline dl);
+  // The cloud's machine type for standard | premium (shown on the reservation).
+  [[nodiscard]] virtual std::string machine_type_for(std::string_view instance_type) const {
+    return std::string(instance_type);
+  }
+
   // The driver's own figures for GET /providers (VMs simulated, tokens fetched, ...).
   [[nodiscard]] virtual boost::json::object details() const { return {}; }
 
@@ -122,5 +184,7 @@ struct driver_context {
 
 // The cloud name for an instance: deterministic, lowercase, ≤ 63 characters, RFC 1035.
 [[nodiscard]] std::string vm_name_for(std::string_view instance_id);
+// The same for a reservation ("cbr-" + the id), one name in whichever zone it lands.
+[[nodiscard]] std::string reservation_name_for(std::string_view reservation_id);
 
 }  // namespace cloudbrain::providers
