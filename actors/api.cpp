@@ -20,21 +20,6 @@ constexpr std::size_t max_tags = 32;
 constexpr std::string_view instance_states[] = {"creating",    "starting",   "running",
                                                 "terminating", "terminated", "errored"};
 
-net::response raw_json(http::status status, std::string body) {
-  return net::text_response(status, "application/json", std::move(body));
-}
-
-net::response invalid(const validation& v) {
-  std::string detail = v.errors.size() == 1
-                           ? v.errors.front()
-                           : std::to_string(v.errors.size()) +
-                                 " problems with the request: " + v.errors.front() +
-                                 " (and more, see errors)";
-  const auto status =
-      v.code == "malformed_json" ? http::status::bad_request : http::status::unprocessable_entity;
-  return net::problem(status, v.code, "The request is not valid", detail, v.errors);
-}
-
 net::response unauthorized() {
   auto r = net::problem(http::status::unauthorized, "invalid_token", "Unauthorized",
                         "missing or invalid token");
@@ -72,19 +57,34 @@ bool valid_tag_value(std::string_view v) {
   return true;
 }
 
-bool is_json_content_type(std::string_view ct) {
-  const auto semi = ct.find(';');
-  auto media = ct.substr(0, semi);
-  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  return iequals(media, "application/json");
-}
-
 std::string hex_sha256(std::string_view s) {
   const auto d = sha256(s.data(), s.size());
   return to_hex(d.data(), d.size());
 }
 
 }  // namespace
+
+net::response raw_json(http::status status, std::string body) {
+  return net::text_response(status, "application/json", std::move(body));
+}
+
+net::response invalid(const validation& v) {
+  std::string detail = v.errors.size() == 1
+                           ? v.errors.front()
+                           : std::to_string(v.errors.size()) +
+                                 " problems with the request: " + v.errors.front() +
+                                 " (and more, see errors)";
+  const auto status =
+      v.code == "malformed_json" ? http::status::bad_request : http::status::unprocessable_entity;
+  return net::problem(status, v.code, "The request is not valid", detail, v.errors);
+}
+
+bool is_json_content_type(std::string_view ct) {
+  const auto semi = ct.find(';');
+  auto media = ct.substr(0, semi);
+  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  return iequals(media, "application/json");
+}
 
 std::optional<std::string> presented_token(const net::request& req) {
   const auto it = req.find(http::field::authorization);
@@ -104,6 +104,32 @@ std::optional<std::string> presented_token(const net::request& req) {
     return decoded->substr(colon + 1);
   }
   return std::nullopt;
+}
+
+void parse_tags(const json::object& body, validation& v, json::object& out) {
+  if (const auto* tags = body.if_contains("tags"); tags && !tags->is_null()) {
+    if (!tags->is_object()) {
+      v.errors.push_back("'tags' must be an object of strings");
+    } else if (tags->as_object().size() > max_tags) {
+      v.errors.push_back("at most 32 tags are allowed");
+    } else {
+      for (const auto& [k, val] : tags->as_object()) {
+        if (!val.is_string()) {
+          v.errors.push_back("tag '" + std::string(k) + "' must have a string value");
+        } else if (!valid_tag_key(k) || std::string_view(k).starts_with("cloudbrain")) {
+          v.errors.push_back("tag key '" + std::string(k) +
+                             "' must be 1-63 characters of a-z, 0-9, '_' and '-', start with a "
+                             "letter, and not start with 'cloudbrain'");
+        } else if (!valid_tag_value(val.as_string())) {
+          v.errors.push_back("tag '" + std::string(k) +
+                             "' must have a value of at most 63 characters of a-z, 0-9, '_' "
+                             "and '-'");
+        } else {
+          out[k] = val.as_string();
+        }
+      }
+    }
+  }
 }
 
 std::pair<instance_request, validation> parse_instance_request(std::string_view body,
@@ -191,42 +217,25 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
     }
   }
   if (auto rid = string_field("reservation_id", false, 64)) {
-    if (!uuid::parse(*rid)) {
+    if (auto id = uuid::parse(*rid)) {
+      req.reservation_id = id->str();
+    } else {
       v.errors.push_back("'reservation_id' must be a UUID");
-    } else {
-      v.code = "reservation_not_found";
-      v.errors.push_back("no reservation " + *rid);
     }
   }
-  if (const auto* tags = o.if_contains("tags"); tags && !tags->is_null()) {
-    if (!tags->is_object()) {
-      v.errors.push_back("'tags' must be an object of strings");
-    } else if (tags->as_object().size() > max_tags) {
-      v.errors.push_back("at most 32 tags are allowed");
-    } else {
-      for (const auto& [k, val] : tags->as_object()) {
-        if (!val.is_string()) {
-          v.errors.push_back("tag '" + std::string(k) + "' must have a string value");
-        } else if (!valid_tag_key(k) || std::string_view(k).starts_with("cloudbrain")) {
-          v.errors.push_back("tag key '" + std::string(k) +
-                             "' must be 1-63 characters of a-z, 0-9, '_' and '-', start with a "
-                             "letter, and not start with 'cloudbrain'");
-        } else if (!valid_tag_value(val.as_string())) {
-          v.errors.push_back("tag '" + std::string(k) +
-                             "' must have a value of at most 63 characters of a-z, 0-9, '_' "
-                             "and '-'");
-        } else {
-          req.tags[k] = val.as_string();
-        }
-      }
-    }
-  }
+  parse_tags(o, v, req.tags);
+
   return {req, v};
 }
 
-api::api(const service_config& cfg, instance_store& store, authenticator& auth, health& h,
-         std::map<std::string, provider_actor*> providers)
-    : cfg_(cfg), store_(store), auth_(auth), health_(h), providers_(std::move(providers)) {}
+api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
+         authenticator& auth, health& h, std::map<std::string, provider_actor*> providers)
+    : cfg_(cfg),
+      store_(store),
+      reservations_(reservations),
+      auth_(auth),
+      health_(h),
+      providers_(std::move(providers)) {}
 
 void api::install(net::router& r) {
   r.add(http::verb::post, "/instances", authenticated(&api::create_instance), "instances.create");
@@ -235,6 +244,7 @@ void api::install(net::router& r) {
   r.add(http::verb::delete_, "/instances/:id", authenticated(&api::delete_instance),
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
+  install_reservations(r);
   r.add(
       http::verb::get, "/livez", [this](net::request_context& c) { return livez(c); }, "livez");
   r.add(
@@ -288,6 +298,10 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
     idem_key = std::string(key);
   }
   auto created = co_await store_.create(req, token_id, idem_key, hex_sha256(ctx.req.body()));
+  if (!created && req.reservation_id && created.error().is(errc::conflict)) {
+    auto refusing = reservation_refused(req);
+    co_return co_await std::move(refusing);
+  }
   if (!created) {
     if (created.error().is(errc::precondition_failed)) {
       co_return net::problem(http::status::unprocessable_entity, "idempotency_key_reused",
@@ -407,7 +421,8 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, std::i
         {"rate_limit_waits", s->rate_limit_waits},
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},
         {"details", s->details},
-        {"reconciler", s->reconciler}});
+        {"reconciler", s->reconciler},
+        {"janitor", s->janitor}});
   }
   co_return net::json_response(http::status::ok, json::object{{"providers", std::move(out)}});
 }

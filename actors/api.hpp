@@ -4,6 +4,7 @@
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
+#include "actors/reservation_store.hpp"
 #include "core/config.hpp"
 #include "net/router.hpp"
 
@@ -18,6 +19,14 @@ struct validation {
   [[nodiscard]] bool ok() const { return errors.empty(); }
 };
 
+// Shared by the API's handlers.
+[[nodiscard]] net::response raw_json(net::http::status status, std::string body);
+[[nodiscard]] net::response invalid(const validation& v);
+[[nodiscard]] bool is_json_content_type(std::string_view content_type);
+
+// Reads a request body's optional "tags" object into `out`, with every problem in `v`.
+void parse_tags(const boost::json::object& body, validation& v, boost::json::object& out);
+
 // Checks a POST /instances body against API.md and the configured providers.
 [[nodiscard]] std::pair<instance_request, validation> parse_instance_request(
     std::string_view body, const service_config& cfg);
@@ -29,8 +38,8 @@ struct validation {
 // strand and talk to the actors and the store; nothing here blocks.
 class api {
  public:
-  api(const service_config& cfg, instance_store& store, authenticator& auth, health& h,
-      std::map<std::string, provider_actor*> providers);
+  api(const service_config& cfg, instance_store& store, reservation_store& reservations,
+      authenticator& auth, health& h, std::map<std::string, provider_actor*> providers);
 
   void install(net::router& r);
 
@@ -44,6 +53,17 @@ class api {
   boost::asio::awaitable<net::response> list_instances(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> list_providers(net::request_context& ctx, std::int64_t);
+  // Capacity reservations (api_reservations.cpp).
+  void install_reservations(net::router& r);
+  boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> get_reservation(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> list_reservations(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> cancel_reservation(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> cancel_reservations(net::request_context& ctx,
+                                                            std::int64_t);
+  // Why POST /instances could not launch into its reservation, as a problem response.
+  boost::asio::awaitable<net::response> reservation_refused(instance_request req);
+
   boost::asio::awaitable<net::response> livez(net::request_context& ctx);
   boost::asio::awaitable<net::response> readyz(net::request_context& ctx);
 
@@ -52,6 +72,7 @@ class api {
 
   const service_config& cfg_;
   instance_store& store_;
+  reservation_store& reservations_;
   authenticator& auth_;
   health& health_;
   std::map<std::string, provider_actor*> providers_;

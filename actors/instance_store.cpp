@@ -27,10 +27,18 @@ std::string sql_with_json(const char* before, const char* after) {
 }
 
 const std::string create_sql = sql_with_json(R"(
-WITH ins AS (
+WITH res AS (
+  -- A slot of the reservation, taken here so that concurrent creates cannot overfill it.
+  UPDATE reservations r SET in_use = r.in_use + 1, last_used_at = now()
+  WHERE $7::uuid IS NOT NULL AND r.id = $7::uuid AND r.state = 'active' AND r.provider = $2
+    AND r.instance_type = $4 AND r.in_use < r.count AND ($6::text IS NULL OR r.zone = $6)
+  RETURNING r.zone),
+ins AS (
   INSERT INTO instances AS i (id, provider, image, instance_type, public_ssh_key, zone,
                               reservation_id, tags, created_by)
-  VALUES ($1::uuid, $2, $3, $4, $5, $6, $7::uuid, $8::jsonb, $9::bigint)
+  SELECT $1::uuid, $2, $3, $4, $5, coalesce((SELECT zone FROM res), $6), $7::uuid, $8::jsonb,
+         $9::bigint
+  WHERE $7::uuid IS NULL OR EXISTS (SELECT 1 FROM res)
   RETURNING i.*),
 j AS (
   INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
@@ -75,22 +83,30 @@ SELECT (SELECT )",
        (SELECT count(*) FROM j))";
 
 const char* const claim_sql = R"(
-UPDATE jobs j
-SET state = 'running', lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $2::double precision),
-    attempts = j.attempts + 1, updated_at = now()
-FROM (SELECT jj.id FROM jobs jj
-      WHERE jj.provider = $3
-        AND ((jj.state = 'queued' AND jj.run_at <= now())
-             OR (jj.state = 'running' AND jj.lease_expires_at < now()))
-      ORDER BY jj.run_at, jj.id
-      LIMIT $4::int
-      FOR UPDATE SKIP LOCKED) c,
-     instances i
-WHERE j.id = c.id AND i.id = j.instance_id
-RETURNING j.id, j.kind, j.instance_id, j.attempts, j.max_attempts, j.cloud_key,
-          coalesce(j.intent, '{}'::jsonb)::text, i.state, i.image, i.instance_type,
-          i.public_ssh_key, i.zone, i.upstream_id, i.tags::text, i.delete_requested)";
+WITH claimed AS (
+  UPDATE jobs j
+  SET state = 'running', lease_owner = $1,
+      lease_expires_at = now() + make_interval(secs => $2::double precision),
+      attempts = j.attempts + 1, updated_at = now()
+  FROM (SELECT jj.id FROM jobs jj
+        WHERE jj.provider = $3
+          AND ((jj.state = 'queued' AND jj.run_at <= now())
+               OR (jj.state = 'running' AND jj.lease_expires_at < now()))
+        ORDER BY jj.run_at, jj.id
+        LIMIT $4::int
+        FOR UPDATE SKIP LOCKED) c
+  WHERE j.id = c.id
+  RETURNING j.*)
+SELECT j.id, j.kind, coalesce(j.instance_id::text, ''), j.attempts, j.max_attempts, j.cloud_key,
+       coalesce(j.intent, '{}'::jsonb)::text, coalesce(i.state::text, r.state::text),
+       coalesce(i.image, ''), coalesce(i.instance_type, r.instance_type), i.public_ssh_key,
+       coalesce(i.zone, r.zone), coalesce(i.upstream_id, r.upstream_id),
+       coalesce(i.tags, r.tags)::text, coalesce(i.delete_requested, false),
+       coalesce(j.reservation_id, i.reservation_id)::text, r.count, to_json(r.zones)::text,
+       to_char(r.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), r.cancel_reason
+FROM claimed j
+LEFT JOIN instances i ON i.id = j.instance_id
+LEFT JOIN reservations r ON r.id = coalesce(j.reservation_id, i.reservation_id))";
 
 const char* const renew_sql = R"(
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $2::double precision)
@@ -113,10 +129,14 @@ WITH f AS (
   UPDATE jobs SET state = 'failed', finished_at = now(), updated_at = now(), last_error = $3,
                   lease_owner = NULL, lease_expires_at = NULL
   WHERE id = $1 AND lease_owner = $2 AND state = 'running'
-  RETURNING instance_id, kind)
-UPDATE instances i SET state = 'errored', error_reason = $3
-FROM f WHERE i.id = f.instance_id AND f.kind = 'create_instance'
-  AND i.state IN ('creating', 'starting'))";
+  RETURNING instance_id, reservation_id, kind),
+i AS (
+  UPDATE instances i SET state = 'errored', error_reason = $3
+  FROM f WHERE i.id = f.instance_id AND f.kind = 'create_instance'
+    AND i.state IN ('creating', 'starting')
+  RETURNING 1)
+UPDATE reservations r SET state = 'failed', error_reason = $3
+FROM f WHERE r.id = f.reservation_id AND f.kind = 'reserve' AND r.state = 'pending')";
 
 const char* const release_sql = R"(
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
@@ -276,6 +296,9 @@ asio::awaitable<result<created_instance>> instance_store::create(
       if (idem_key && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
       co_return r.error();
     }
+    if (r->size() == 0) {
+      co_return fail(errc::conflict, "the reservation cannot take this instance");
+    }
     created_instance out;
     out.body = std::string(r->text(0, 0));
     out.id = id;
@@ -362,6 +385,20 @@ asio::awaitable<result<std::vector<job>>> instance_store::claim(const std::strin
     j.upstream_id = opt(*r, row, 12);
     j.tags = parse_object(r->text(row, 13));
     j.delete_requested = r->text(row, 14) == "t";
+    j.reservation_id = opt(*r, row, 15);
+    if (!r->is_null(row, 16)) {
+      reservation_facts res;
+      res.count = std::stoi(std::string(r->text(row, 16)));
+      boost::system::error_code ec;
+      const auto zones = json::parse(r->text(row, 17), ec);
+      if (!ec && zones.is_array()) {
+        for (const auto& z : zones.as_array())
+          if (z.is_string()) res.zones.emplace_back(z.as_string());
+      }
+      if (auto ends = parse_rfc3339(r->text(row, 18))) res.ends_at = *ends;
+      res.cancel_reason = opt(*r, row, 19).value_or("");
+      j.reservation = std::move(res);
+    }
     jobs.push_back(std::move(j));
   }
   co_return jobs;

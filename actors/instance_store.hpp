@@ -45,17 +45,25 @@ struct created_instance {
   bool replayed = false;
 };
 
-// A claimed job, with what the provider actor needs of its instance.
+// What a job needs of the reservation it makes, releases, or launches an instance into.
+struct reservation_facts {
+  int count = 0;
+  std::vector<std::string> zones;  // the zones to try; empty: the provider's
+  system_clock::time_point ends_at{};
+  std::string cancel_reason;  // requested | expired | unused, once cancelling
+};
+
+// A claimed job, with what the provider actor needs of its instance or reservation.
 struct job {
   std::int64_t id = 0;
-  std::string kind;  // create_instance | delete_instance
-  std::string instance_id;
+  std::string kind;         // create_instance | delete_instance | reserve | release_reservation
+  std::string instance_id;  // empty for reservation jobs
   std::string provider;
   int attempts = 0;
   int max_attempts = 0;
   std::string cloud_key;
   boost::json::object intent;
-  // the instance
+  // the instance (or, for reservation jobs, the reservation: state, type, zone, upstream, tags)
   std::string state;
   std::string image;
   std::string instance_type;
@@ -64,6 +72,9 @@ struct job {
   std::optional<std::string> upstream_id;
   boost::json::object tags;
   bool delete_requested = false;
+  // the reservation the job makes or releases, or the instance launches into
+  std::optional<std::string> reservation_id;
+  std::optional<reservation_facts> reservation;
 };
 
 // How a job ended, as the scheduler records it.

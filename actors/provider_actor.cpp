@@ -28,11 +28,13 @@ std::vector<std::string> string_list(const json::object& o, std::string_view key
 
 provider_actor::provider_actor(asio::any_io_executor ex, provider_section section,
                                std::unique_ptr<providers::driver> driver, instance_store& store,
-                               std::string deployment, completion done)
+                               reservation_store& reservations, std::string deployment,
+                               completion done)
     : actor(std::move(ex), "provider." + section.name, section.max_in_flight * 4 + 64),
       section_(std::move(section)),
       driver_(std::move(driver)),
       store_(store),
+      reservations_(reservations),
       deployment_(std::move(deployment)),
       done_(std::move(done)),
       bucket_(section_.rate_limit, std::max(1.0, section_.rate_limit), steady_clock::now()) {
@@ -59,6 +61,16 @@ void provider_actor::handle(provider_message&& m) {
           "delete_vm");
     return;
   }
+  if (auto* l = std::get_if<list_cloud_reservations>(&m)) {
+    spawn(run_list_reservations(std::move(l->reply)), "list_reservations");
+    return;
+  }
+  if (auto* d = std::get_if<release_cloud_reservation>(&m)) {
+    spawn(run_release_reservation(std::move(d->ref), std::move(d->idempotency_key),
+                                  std::move(d->reply)),
+          "release_reservation");
+    return;
+  }
   auto& q = std::get<provider_status_query>(m);
   provider_status s;
   s.name = section_.name;
@@ -78,6 +90,11 @@ void provider_actor::handle(provider_message&& m) {
                   {"vanished", reconcile_stats_.vanished.load()},
                   {"stuck_deletes", reconcile_stats_.stuck_deletes.load()},
                   {"frozen", reconcile_stats_.frozen.load()}};
+  s.janitor = {{"passes", janitor_stats_.passes.load()},
+               {"expired", janitor_stats_.expired.load()},
+               {"unused", janitor_stats_.unused.load()},
+               {"orphans_cancelled", janitor_stats_.orphans_cancelled.load()},
+               {"frozen", janitor_stats_.frozen.load()}};
   q.reply(std::move(s));
 }
 
@@ -160,7 +177,8 @@ void provider_actor::note_failure(const error& e) {
 job_outcome provider_actor::outcome_of(const error& e, const job& j) {
   job_outcome o;
   o.error = e.message();
-  const bool deleting = j.kind == "delete_instance";
+  // Taking things down is retried whatever the cloud says, until it is done.
+  const bool deleting = j.kind == "delete_instance" || j.kind == "release_reservation";
   if (!deleting &&
       (e.is(errc::cloud_quota) || e.is(errc::cloud_permanent) || e.is(errc::cloud_auth))) {
     o.what = job_outcome::kind::failed;
@@ -210,6 +228,7 @@ providers::instance_spec provider_actor::spec_for(const job& j, const std::strin
     if (v.is_string()) s.tags[std::string(k)] = std::string(v.as_string());
   s.deployment = deployment_;
   s.idempotency_key = j.cloud_key + "/" + zone;
+  if (j.reservation_id) s.reservation_upstream = providers::reservation_name_for(*j.reservation_id);
   return s;
 }
 
@@ -218,8 +237,12 @@ asio::awaitable<void> provider_actor::run(job j) {
   try {
     if (j.kind == "create_instance") {
       o = co_await create_instance(j);
-    } else {
+    } else if (j.kind == "delete_instance") {
       o = co_await delete_instance(j);
+    } else if (j.kind == "reserve") {
+      o = co_await reserve(j);
+    } else {
+      o = co_await release_reservation(j);
     }
   } catch (...) {
     --jobs_in_flight_;

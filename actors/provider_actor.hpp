@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/instance_store.hpp"
+#include "actors/reservation_store.hpp"
 #include "core/actor.hpp"
 #include "core/backoff.hpp"
 #include "core/config.hpp"
@@ -29,6 +30,7 @@ struct provider_status {
   std::uint64_t rate_limit_waits = 0;
   boost::json::object details;  // the driver's own figures (the fake's VM count, ...)
   boost::json::object reconciler;
+  boost::json::object janitor;
 };
 
 struct run_job {
@@ -50,8 +52,17 @@ struct delete_vm {
   std::string idempotency_key;
   reply_to<bool> reply;
 };
-using provider_message =
-    std::variant<run_job, provider_status_query, list_vms, probe_vm, delete_vm>;
+// For the reservation janitor.
+struct list_cloud_reservations {
+  reply_to<std::vector<providers::cloud_reservation>> reply;
+};
+struct release_cloud_reservation {
+  providers::reservation_ref ref;
+  std::string idempotency_key;
+  reply_to<bool> reply;
+};
+using provider_message = std::variant<run_job, provider_status_query, list_vms, probe_vm, delete_vm,
+                                      list_cloud_reservations, release_cloud_reservation>;
 
 // What the provider's reconciler has done, for GET /providers. Written by the reconciler,
 // read by anyone.
@@ -60,6 +71,15 @@ struct reconcile_stats {
   std::atomic<std::uint64_t> orphans_deleted{0};
   std::atomic<std::uint64_t> vanished{0};
   std::atomic<std::int64_t> stuck_deletes{0};
+  std::atomic<bool> frozen{false};
+};
+
+// What the provider's reservation janitor has done, for GET /providers and /metrics.
+struct janitor_stats {
+  std::atomic<std::uint64_t> passes{0};
+  std::atomic<std::uint64_t> expired{0};
+  std::atomic<std::uint64_t> unused{0};
+  std::atomic<std::uint64_t> orphans_cancelled{0};
   std::atomic<bool> frozen{false};
 };
 
@@ -72,7 +92,7 @@ class provider_actor : public actor<provider_actor, provider_message> {
 
   provider_actor(boost::asio::any_io_executor ex, provider_section section,
                  std::unique_ptr<providers::driver> driver, instance_store& store,
-                 std::string deployment, completion done);
+                 reservation_store& reservations, std::string deployment, completion done);
 
   void handle(provider_message&& m);
   void on_restart() {}
@@ -81,12 +101,19 @@ class provider_actor : public actor<provider_actor, provider_message> {
   [[nodiscard]] providers::driver& driver() { return *driver_; }
   boost::asio::awaitable<result<provider_status>> status(deadline dl);
   [[nodiscard]] reconcile_stats& reconciliation() { return reconcile_stats_; }
+  [[nodiscard]] janitor_stats& janitoring() { return janitor_stats_; }
 
  private:
   boost::asio::awaitable<void> run(job j);
   boost::asio::awaitable<job_outcome> create_instance(job& j);
   boost::asio::awaitable<job_outcome> delete_instance(job& j);
   boost::asio::awaitable<job_outcome> wait_until_running(job& j, providers::vm v);
+  // Capacity reservations (provider_reservations.cpp).
+  boost::asio::awaitable<job_outcome> reserve(job& j);
+  boost::asio::awaitable<job_outcome> activate(job& j, const providers::cloud_reservation& held);
+  boost::asio::awaitable<job_outcome> release_reservation(job& j);
+  [[nodiscard]] providers::reservation_spec reservation_spec_for(const job& j,
+                                                                 const std::string& zone) const;
 
   // Waits for the rate limit; every cloud call goes through here.
   boost::asio::awaitable<void> pace();
@@ -103,11 +130,17 @@ class provider_actor : public actor<provider_actor, provider_message> {
   boost::asio::awaitable<void> run_probe(providers::vm_ref ref, reply_to<providers::vm> reply);
   boost::asio::awaitable<void> run_delete(providers::vm_ref ref, std::string key,
                                           reply_to<bool> reply);
+  boost::asio::awaitable<void> run_list_reservations(
+      reply_to<std::vector<providers::cloud_reservation>> reply);
+  boost::asio::awaitable<void> run_release_reservation(providers::reservation_ref ref,
+                                                       std::string key, reply_to<bool> reply);
 
   provider_section section_;
   reconcile_stats reconcile_stats_;
+  janitor_stats janitor_stats_;
   std::unique_ptr<providers::driver> driver_;
   instance_store& store_;
+  reservation_store& reservations_;
   std::string deployment_;
   completion done_;
   token_bucket bucket_;

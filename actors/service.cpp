@@ -6,6 +6,7 @@
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/reconciler.hpp"
+#include "actors/reservation_janitor.hpp"
 #include "actors/scheduler.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/log.hpp"
@@ -140,6 +141,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   const std::string owner = process_owner_id();
   instance_store store(pool, owner, cfg->job_max_attempts);
+  reservation_store reservations(pool, cfg->job_max_attempts);
   health status;
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
@@ -147,8 +149,8 @@ int run_serve(const std::vector<std::string>& args) {
   std::map<std::string, provider_actor*> by_name;
   for (std::size_t i = 0; i < cfg->providers.size(); ++i) {
     actors.push_back(std::make_unique<provider_actor>(
-        ioc.get_executor(), cfg->providers[i], std::move(drivers[i]), store, cfg->deployment,
-        [&sched](job j, job_outcome o) {
+        ioc.get_executor(), cfg->providers[i], std::move(drivers[i]), store, reservations,
+        cfg->deployment, [&sched](job j, job_outcome o) {
           if (!sched.tell(job_done{std::move(j), std::move(o)})) {
             log::error("scheduler mailbox full; the job's lease will bring it back");
           }
@@ -161,9 +163,15 @@ int run_serve(const std::vector<std::string>& args) {
     reconcilers.push_back(std::make_unique<reconciler>(ioc.get_executor(), *a, store, status,
                                                        cfg->reconcile_interval, cfg->orphan_grace));
   }
+  std::vector<std::unique_ptr<reservation_janitor>> janitors;
+  for (auto& a : actors) {
+    janitors.push_back(std::make_unique<reservation_janitor>(
+        ioc.get_executor(), *a, reservations, status, cfg->janitor_interval,
+        cfg->reservation_unused_grace, cfg->orphan_grace));
+  }
 
   auto routes = std::make_shared<net::router>();
-  api http_api(*cfg, store, auth, status, by_name);
+  api http_api(*cfg, store, reservations, auth, status, by_name);
   http_api.install(*routes);
   net::server_config server_cfg;
   server_cfg.listen = asio::ip::tcp::endpoint(address, listen->second);
@@ -180,6 +188,7 @@ int run_serve(const std::vector<std::string>& args) {
     systemd.notify("STOPPING=1\nSTATUS=shutting down");
     status.set_draining();
     for (auto& r : reconcilers) r->close();
+    for (auto& j : janitors) j->close();
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
@@ -213,6 +222,7 @@ int run_serve(const std::vector<std::string>& args) {
         auth.start();
         sched.start();
         for (auto& r : reconcilers) r->start();
+        for (auto& j : janitors) j->start();
         systemd.notify("READY=1\nSTATUS=serving");
         if (const auto every = systemd.watchdog_interval()) {
           // From the event loop itself: a wedged loop stops these, and systemd restarts us.

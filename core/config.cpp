@@ -29,6 +29,9 @@ constexpr key_info global_keys[] = {
     {"base-url", "external base URL for Location headers (default: from the Host header)"},
     {"reconcile-interval", "how often each provider's VMs are compared with the database (30s)"},
     {"orphan-grace", "age after which a VM of ours with no live instance is deleted (10m)"},
+    {"janitor-interval", "how often the reservation janitor looks for reservations to cancel (1m)"},
+    {"reservation-unused-grace",
+     "an active reservation with no instance in it for this long is cancelled (30m)"},
     {"job-lease", "how long a claimed job stays ours without renewal (30s)"},
     {"job-max-attempts", "attempts before an instance is marked errored (10)"},
     {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)"},
@@ -108,6 +111,10 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     return dur(c.reconcile_interval);
   else if (key == "orphan-grace")
     return dur(c.orphan_grace);
+  else if (key == "janitor-interval")
+    return dur(c.janitor_interval);
+  else if (key == "reservation-unused-grace")
+    return dur(c.reservation_unused_grace);
   else if (key == "job-lease")
     return dur(c.job_lease);
   else if (key == "shutdown-timeout")
@@ -163,7 +170,17 @@ result<void> apply_provider_key(provider_section& p, const std::string& key, con
     p.max_in_flight = *n;
   } else if (key == "endpoint")
     p.endpoint = v;
-  else
+  else if (key == "max-reserved-instances") {
+    auto n = parse_number<std::size_t>(where + "max-reserved-instances", v, 0, 1'000'000);
+    if (!n) return n.error();
+    p.max_reserved_instances = *n;
+  } else if (key == "max-reservation-duration") {
+    auto d = parse_key_duration(where + "max-reservation-duration", v);
+    if (!d) return d.error();
+    if (d->count() <= 0)
+      return fail(errc::bad_config, where + "'max-reservation-duration' must be positive");
+    p.max_reservation_duration = *d;
+  } else
     p.settings[key] = v;
   return {};
 }
@@ -229,8 +246,8 @@ std::string config_help() {
   out << "\nEvery option may also come from the environment as CLOUDBRAIN_<NAME> (e.g.\n"
          "CLOUDBRAIN_LISTEN, CLOUDBRAIN_ORPHAN_GRACE; DATABASE_URL is read too) or from the INI\n"
          "file, where each provider has a [provider.NAME] section with type, zones, rate-limit,\n"
-         "max-in-flight, endpoint and the keys of its type. Flags override the environment,\n"
-         "which overrides the file.\n";
+         "max-in-flight, endpoint, max-reserved-instances (1000), max-reservation-duration (7d)\n"
+         "and the keys of its type. Flags override the environment, which overrides the file.\n";
   return out.str();
 }
 

@@ -18,9 +18,13 @@ struct provider_section {
   std::string name;
   std::string type;
   std::vector<std::string> zones;
-  double rate_limit = 20.0;                     // cloud calls per second
-  std::size_t max_in_flight = 50;               // concurrent cloud calls
-  std::string endpoint;                         // empty: the cloud's real endpoint
+  double rate_limit = 20.0;        // cloud calls per second
+  std::size_t max_in_flight = 50;  // concurrent cloud calls
+  std::string endpoint;            // empty: the cloud's real endpoint
+  // Cost guards on capacity reservations: instances reserved at once (pending, active or
+  // cancelling), and the longest a reservation may last.
+  std::size_t max_reserved_instances = 1000;
+  std::chrono::milliseconds max_reservation_duration{std::chrono::hours(24 * 7)};
   std::map<std::string, std::string> settings;  // every other key of the section, unparsed
 };
 
@@ -32,6 +36,8 @@ struct service_config {
   std::string base_url;                   // for Location headers; empty: from the Host header
   std::chrono::milliseconds reconcile_interval{30'000};
   std::chrono::milliseconds orphan_grace{600'000};
+  std::chrono::milliseconds janitor_interval{60'000};
+  std::chrono::milliseconds reservation_unused_grace{1'800'000};
   std::chrono::milliseconds job_lease{30'000};
   std::chrono::milliseconds shutdown_timeout{20'000};
   std::chrono::milliseconds token_cache_ttl{300'000};

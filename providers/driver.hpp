@@ -26,6 +26,9 @@ using labels = std::map<std::string, std::string>;
 // Label keys that mark a VM as ours. Every driver writes them; the reconciler lists by them.
 inline constexpr const char* label_deployment = "cloudbrain-deployment";
 inline constexpr const char* label_instance = "cloudbrain-instance";
+// The reservation id a cloud reservation was made for (where the cloud keeps it is the driver's
+// business: GCE reservations have no labels).
+inline constexpr const char* label_reservation = "cloudbrain-reservation";
 
 // What to create. `name` is derived from the instance id, so that a retried create finds the VM
 // it may already have made; `idempotency_key` goes to the cloud's own dedupe (requestId, ...).
@@ -140,7 +143,7 @@ class driver {
   // reserve returns once the cloud holds the capacity (or refused it: cloud_capacity moves the
   // caller to the next zone); a reservation of that name already there: cloud_already_exists.
   virtual boost::asio::awaitable<result<cloud_reservation>> reserve(const reservation_spec& spec,
-                                                                   deadline dl);
+                                                                    deadline dl);
   virtual boost::asio::awaitable<result<cloud_reservation>> get_reservation(
       const reservation_ref& ref, deadline dl);
   // Deletes the reservation and returns once the cloud says it is gone. Not there: success.

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -109,12 +109,13 @@ done
 check_eq "type instance_state has its six labels, in order" \
   "{creating,starting,running,terminating,terminated,errored}" \
   "$(q "select enum_range(null::public.instance_state)::text" 2>&1)"
-check_eq "type job_kind has its labels" "{create_instance,delete_instance}" \
+check_eq "type job_kind has its labels" \
+  "{create_instance,delete_instance,reserve,release_reservation}" \
   "$(q "select enum_range(null::public.job_kind)::text" 2>&1)"
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "idempotency_keys_created_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx" \
+  "idempotency_keys_created_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_provider_state_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -336,6 +337,30 @@ for change in tokens instances instance_events idempotency_keys jobs; do
 done
 
 # ---------------------------------------------------------------------------------------------
+echo "# reservations"
+r1=00000000-0000-7000-8000-0000000000a1
+check_eq "a reservation's slots are taken by instances and given back when they end" "1|0|2" \
+  "$(q "insert into reservations (id, provider, instance_type, count, ends_at)
+          values ('$r1', 'fake', 'standard', 2, now() + interval '1 hour')" \
+    "insert into jobs (kind, reservation_id, provider, cloud_key)
+          values ('reserve', '$r1', 'fake', 'reserve-$r1')" \
+    "update reservations set in_use = 1, state = 'active' where id = '$r1'" \
+    "insert into instances (id, provider, image, instance_type, reservation_id, state)
+          values ('00000000-0000-7000-8000-0000000000b1', 'fake', 'img', 'standard', '$r1', 'running')" \
+    "select in_use from reservations where id = '$r1'" \
+    "update instances set state = 'terminated' where id = '00000000-0000-7000-8000-0000000000b1'" \
+    "select in_use || '|' || (select count(*) from reservation_events where reservation_id = '$r1')
+       from reservations where id = '$r1'" 2>&1 | tr '\n' '|' | sed 's/|$//')"
+check_eq "a job names an instance or a reservation, not both" "jobs_subject_check" \
+  "$(q "insert into jobs (kind, instance_id, reservation_id, provider, cloud_key)
+          values ('reserve', '00000000-0000-7000-8000-0000000000b1', '$r1', 'fake', 'x')" 2>&1 |
+     grep -o jobs_subject_check | head -1)"
+check "sqitch revert of reservations alone (with a reservation job in the queue)" \
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to orphan_events
+check_eq "job_kind is back to its two labels" "{create_instance,delete_instance}" \
+  "$(q "select enum_range(null::public.job_kind)::text" 2>&1)"
+check "sqitch deploy of reservations again" cb_schema_deploy "$DATABASE_URL"
+
 echo "# revert"
 check "sqitch revert -y (with rows in every table)" cb_schema_revert "$DATABASE_URL"
 check_eq "sqitch.changes has no cloudbrain change left" "0" \

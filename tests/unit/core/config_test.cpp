@@ -391,6 +391,12 @@ TEST_F(config_test, bad_provider_values_are_named) {
   expect_error_naming("[provider.p]\ntype = fake\nrate-limit = 10/s\n", "rate-limit");
   expect_error_naming("[provider.p]\ntype = fake\nmax-in-flight = 0\n", "max-in-flight");
   expect_error_naming("[provider.p]\ntype = fake\nmax-in-flight = lots\n", "max-in-flight");
+  expect_error_naming("[provider.p]\ntype = fake\nmax-reserved-instances = -1\n",
+                      "max-reserved-instances");
+  expect_error_naming("[provider.p]\ntype = fake\nmax-reservation-duration = 0s\n",
+                      "max-reservation-duration");
+  expect_error_naming("[provider.p]\ntype = fake\nmax-reservation-duration = forever\n",
+                      "max-reservation-duration");
   // ... and the section too.
   expect_error_naming("[provider.p]\ntype = fake\nmax-in-flight = 0\n", "provider.p");
 }
@@ -407,7 +413,9 @@ TEST_F(config_test, provider_settings_and_zones) {
       "endpoint = http://127.0.0.1:4566\n"
       "subnet-id = subnet-123   # inline comment\n"
       "[provider.local]\n"
-      "type = fake\n");
+      "type = fake\n"
+      "max-reserved-instances = 12\n"
+      "max-reservation-duration = 36h\n");
   const auto r = load({"--config", path});
   ASSERT_TRUE(r) << r.error().message();
   ASSERT_EQ(r->providers.size(), 2u);
@@ -420,8 +428,13 @@ TEST_F(config_test, provider_settings_and_zones) {
   EXPECT_EQ(aws->endpoint, "http://127.0.0.1:4566");
   EXPECT_EQ(aws->settings, (std::map<std::string, std::string>{{"region", "eu-west-1"},
                                                                {"subnet-id", "subnet-123"}}));
+  // The cost guards: safe defaults, which a section may change.
+  EXPECT_EQ(aws->max_reserved_instances, 1000u);
+  EXPECT_EQ(aws->max_reservation_duration, std::chrono::hours(24 * 7));
   const auto* local = r->provider("local");
   ASSERT_NE(local, nullptr);
+  EXPECT_EQ(local->max_reserved_instances, 12u);
+  EXPECT_EQ(local->max_reservation_duration, std::chrono::hours(36));
   EXPECT_TRUE(local->zones.empty());
   EXPECT_TRUE(local->settings.empty());
   // Sections keep the file's order.

@@ -61,6 +61,9 @@ TEST(fake_settings, names_the_bad_key_or_value) {
       {{{"failure-rate", "1.5"}}, "failure-rate"},
       {{{"failure-rate", "x"}}, "failure-rate"},
       {{{"capacity-per-zone", "-1"}}, "capacity-per-zone"},
+      {{{"zone-capacity", "zone-a"}}, "zone-capacity"},
+      {{{"zone-capacity", "zone-a:many"}}, "zone-capacity"},
+      {{{"zone-capacity", ":3"}}, "zone-capacity"},
       {{{"project", "p"}}, "unknown key 'project'"},
   };
   for (const auto& [settings, needle] : cases) {
@@ -197,6 +200,117 @@ TEST(fake_driver, addresses_are_distinct_while_there_are_fewer_than_254_vms) {
     seen.insert(*r->ip_address);
   }
   EXPECT_EQ(seen.size(), 254u);
+}
+
+reservation_spec reservation(const std::string& id, const std::string& zone, int count) {
+  reservation_spec r;
+  r.reservation_id = id;
+  r.name = reservation_name_for(id);
+  r.instance_type = "standard";
+  r.count = count;
+  r.zone = zone;
+  r.deployment = "test";
+  r.ends_at = system_clock::now() + std::chrono::hours(1);
+  return r;
+}
+
+TEST(fake_settings, zone_capacity_overrides_the_default) {
+  auto s = fake_settings::from_section(
+      section({{"capacity-per-zone", "9"}, {"zone-capacity", "zone-a:0  zone-b:3"}}));
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->zone_capacity, (std::map<std::string, std::size_t>{{"zone-a", 0}, {"zone-b", 3}}));
+}
+
+TEST(fake_driver, a_reservation_takes_its_zones_room_and_gives_it_to_its_instances) {
+  fake_settings s;
+  s.zones = {"zone-a"};
+  s.capacity_per_zone = 3;
+  s.delete_delay = 0ms;
+  fake_driver d(s);
+  asio::io_context ioc;
+  const auto rid = "b0000000-0000-4000-8000-000000000001";
+  auto held = co_run(ioc, d.reserve(reservation(rid, "zone-a", 2), {}));
+  ASSERT_TRUE(held) << held.error().message();
+  EXPECT_EQ(held->name, "cbr-b0000000-0000-4000-8000-000000000001");
+  EXPECT_EQ(held->status, reservation_status::ready);
+  EXPECT_EQ(held->machine_type, "fake-small");
+  EXPECT_EQ(held->labels_.at(label_reservation), rid);
+  EXPECT_EQ(held->labels_.at(label_deployment), "test");
+  // One unit of room is left outside the reservation.
+  ASSERT_TRUE(co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000001", "zone-a"), {})));
+  auto outside = co_run(ioc, d.create(spec("a0000000-0000-4000-8000-000000000002", "zone-a"), {}));
+  ASSERT_FALSE(outside);
+  EXPECT_TRUE(outside.error().is(errc::cloud_capacity));
+  // Inside it, two fit and a third does not.
+  for (const char* id :
+       {"a0000000-0000-4000-8000-000000000003", "a0000000-0000-4000-8000-000000000004"}) {
+    auto in = spec(id, "zone-a");
+    in.reservation_upstream = held->name;
+    ASSERT_TRUE(co_run(ioc, d.create(in, {})));
+  }
+  auto third = spec("a0000000-0000-4000-8000-000000000005", "zone-a");
+  third.reservation_upstream = held->name;
+  auto refused = co_run(ioc, d.create(third, {}));
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(refused.error().is(errc::cloud_capacity));
+  EXPECT_NE(refused.error().detail.find("fully used"), std::string::npos);
+  auto got = co_run(ioc, d.get_reservation(reservation_ref{held->name, "zone-a", ""}, {}));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->in_use, 2);
+  // Another machine type or a missing reservation is refused for good.
+  auto premium = spec("a0000000-0000-4000-8000-000000000006", "zone-a");
+  premium.instance_type = "premium";
+  premium.reservation_upstream = held->name;
+  auto wrong = co_run(ioc, d.create(premium, {}));
+  ASSERT_FALSE(wrong);
+  EXPECT_TRUE(wrong.error().is(errc::cloud_permanent));
+  // Releasing it keeps its running VMs; once they go, the room is free again.
+  ASSERT_TRUE(co_run(ioc, d.release(reservation_ref{held->name, "zone-a", ""}, "k", {})));
+  ASSERT_TRUE(co_run(ioc, d.release(reservation_ref{held->name, "zone-a", ""}, "k", {})));
+  EXPECT_FALSE(co_run(ioc, d.get_reservation(reservation_ref{held->name, "zone-a", ""}, {})));
+  EXPECT_EQ(d.stats().vms, 3u);
+  for (const char* id :
+       {"a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000003",
+        "a0000000-0000-4000-8000-000000000004"})
+    ASSERT_TRUE(co_run(ioc, d.destroy(vm_ref{vm_name_for(id), "zone-a", ""}, "k", {})));
+  EXPECT_TRUE(
+      co_run(ioc, d.reserve(reservation("b0000000-0000-4000-8000-000000000002", "zone-a", 3), {})));
+}
+
+TEST(fake_driver, a_reservation_without_room_fails_and_holds_nothing) {
+  fake_settings s;
+  s.zones = {"zone-a", "zone-b"};
+  s.capacity_per_zone = 4;
+  fake_driver d(s);
+  asio::io_context ioc;
+  auto big =
+      co_run(ioc, d.reserve(reservation("b0000000-0000-4000-8000-000000000003", "zone-a", 5), {}));
+  ASSERT_FALSE(big);
+  EXPECT_TRUE(big.error().is(errc::cloud_capacity));
+  auto listed = co_run(ioc, d.list_reservations("test", {}));
+  ASSERT_TRUE(listed);
+  EXPECT_TRUE(listed->empty());
+  auto fits =
+      co_run(ioc, d.reserve(reservation("b0000000-0000-4000-8000-000000000003", "zone-b", 4), {}));
+  ASSERT_TRUE(fits);
+  auto twice =
+      co_run(ioc, d.reserve(reservation("b0000000-0000-4000-8000-000000000003", "zone-b", 4), {}));
+  ASSERT_FALSE(twice);
+  EXPECT_TRUE(twice.error().is(errc::cloud_already_exists));
+  EXPECT_EQ(co_run(ioc, d.list_reservations("test", {}))->size(), 1u);
+  EXPECT_TRUE(co_run(ioc, d.list_reservations("another", {}))->empty());
+}
+
+TEST(fake_driver, a_reservation_past_its_end_is_gone) {
+  fake_driver d(fake_settings{});
+  asio::io_context ioc;
+  auto r = reservation("b0000000-0000-4000-8000-000000000004", "fake-zone-a", 1);
+  r.ends_at = system_clock::now() + 50ms;
+  ASSERT_TRUE(co_run(ioc, d.reserve(r, {})));
+  std::this_thread::sleep_for(80ms);
+  auto got = co_run(ioc, d.get_reservation(reservation_ref{r.name, "fake-zone-a", ""}, {}));
+  ASSERT_FALSE(got);
+  EXPECT_TRUE(got.error().is(errc::cloud_not_found));
 }
 
 }  // namespace
