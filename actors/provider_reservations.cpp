@@ -156,6 +156,18 @@ asio::awaitable<job_outcome> provider_actor::activate(job& j, const cloud_reserv
   if (r.status == reservation_status::deleting) {
     co_return outcome_of(error(errc::cloud_transient, "the reservation is being deleted"), j);
   }
+  if (r.status == reservation_status::invalid) {
+    // Broken at the cloud: it can only be deleted. The next attempt reserves afresh.
+    const reservation_ref ref{r.name, r.zone, r.upstream_id};
+    auto gone = co_await driver_->release(
+        ref, j.cloud_key + "/invalid/" + r.zone + "/" + r.upstream_id, after(call_timeout));
+    if (!gone) {
+      note_failure(gone.error());
+      co_return outcome_of(gone.error(), j);
+    }
+    co_return outcome_of(
+        error(errc::cloud_transient, "the cloud reported the reservation INVALID in " + r.zone), j);
+  }
   auto machine_type =
       r.machine_type.empty() ? driver_->machine_type_for(j.instance_type) : r.machine_type;
   auto moved = co_await reservations_.activate(*j.reservation_id, r.zone, r.upstream_id,

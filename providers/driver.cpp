@@ -23,6 +23,7 @@ std::string_view to_string(reservation_status s) {
     case reservation_status::ready: return "ready";
     case reservation_status::deleting: return "deleting";
     case reservation_status::updating: return "updating";
+    case reservation_status::invalid: return "invalid";
   }
   return "unknown";
 }

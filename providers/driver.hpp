@@ -83,7 +83,8 @@ struct reservation_spec {
   std::string idempotency_key;
 };
 
-enum class reservation_status { creating, ready, deleting, updating };
+// invalid: the cloud holds it in a broken state (GCE's INVALID); it can only be deleted.
+enum class reservation_status { creating, ready, deleting, updating, invalid };
 
 [[nodiscard]] std::string_view to_string(reservation_status s);
 
