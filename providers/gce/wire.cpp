@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <cstdint>
 #include <stdexcept>
 
 namespace cloudbrain::providers::gce {
@@ -197,15 +199,18 @@ result<json::object> build_insert_body(const instance_spec& spec, const gce_sett
   labels[label_instance] = label_value(spec.instance_id);
   body["labels"] = std::move(labels);
 
-  if (s.spot) {
+  // Spot and preemptible VMs cannot consume a reservation: a VM launched into one (already
+  // paid for) is a standard VM.
+  const bool into_reservation = !spec.reservation_upstream.empty();
+  if (s.spot && !into_reservation) {
     body["scheduling"] =
         json::object{{"provisioningModel", "SPOT"}, {"instanceTerminationAction", "DELETE"}};
-  } else if (s.preemptible) {
+  } else if (s.preemptible && !into_reservation) {
     body["scheduling"] = json::object{
         {"preemptible", true}, {"automaticRestart", false}, {"onHostMaintenance", "TERMINATE"}};
   }
 
-  if (!spec.reservation_upstream.empty()) {
+  if (into_reservation) {
     body["reservationAffinity"] =
         json::object{{"consumeReservationType", "SPECIFIC_RESERVATION"},
                      {"key", "compute.googleapis.com/reservation-name"},
@@ -484,6 +489,171 @@ std::string list_query(std::string_view filter, std::string_view page_token, uns
   if (max_results > 0) add("maxResults", std::to_string(max_results));
   if (!page_token.empty()) add("pageToken", page_token);
   return q;
+}
+
+}  // namespace cloudbrain::providers::gce
+
+// ---- reservations -------------------------------------------------------------------------
+
+namespace cloudbrain::providers::gce {
+
+namespace {
+
+constexpr std::string_view description_prefix = "cloudbrain reservation:";
+constexpr std::size_t description_limit = 2048;
+
+// Google's int64 fields come as decimal strings; plain numbers are taken too.
+std::optional<long long> int_of(const json::value* v) {
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<long long>(v->get_uint64());
+  if (v->is_string()) {
+    const auto s = v->get_string();
+    long long n = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec == std::errc{} && end == s.data() + s.size()) return n;
+  }
+  return std::nullopt;
+}
+
+bool is_label_text(std::string_view s) {
+  return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+result<cloud_reservation> reservation_from(const json::object& o) {
+  cloud_reservation r;
+  r.name = str_or(o, "name");
+  if (r.name.empty()) return fail(errc::cloud_transient, "a reservation without a name");
+  r.upstream_id = id_string(o.if_contains("id"));
+  r.zone = last_segment(str_or(o, "zone"));
+  r.status = reservation_status_from_string(str_or(o, "status"));
+  r.labels_ = labels_from_description(str_or(o, "description"));
+  // Someone's reservation of another kind (an aggregate one, say) may share the zone: it has
+  // no count of VMs, and no markers of ours either.
+  const auto* sr = o.if_contains("specificReservation");
+  if (!sr || !sr->is_object()) return r;
+  const auto& spec = sr->get_object();
+  const auto count = int_of(spec.if_contains("count"));
+  if (!count || *count < 0 || *count > INT32_MAX) {
+    return fail(errc::cloud_transient, "reservation " + r.name + " has no usable count");
+  }
+  r.count = static_cast<int>(*count);
+  const auto in_use = int_of(spec.if_contains("inUseCount"));
+  r.in_use = in_use && *in_use >= 0 && *in_use <= INT32_MAX ? static_cast<int>(*in_use) : 0;
+  if (const auto* props = spec.if_contains("instanceProperties"); props && props->is_object()) {
+    r.machine_type = last_segment(str_or(props->get_object(), "machineType"));
+  }
+  if (const auto ts = str_or(o, "creationTimestamp"); !ts.empty()) {
+    auto t = parse_rfc3339(ts);
+    if (!t) return fail(errc::cloud_transient, "bad creationTimestamp '" + std::string(ts) + "'");
+    r.created_at = *t;
+  }
+  if (const auto ts = str_or(o, "deleteAtTime"); !ts.empty()) {
+    auto t = parse_rfc3339(ts);
+    if (!t) return fail(errc::cloud_transient, "bad deleteAtTime '" + std::string(ts) + "'");
+    r.ends_at = *t;
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string reservation_description(const reservation_spec& spec) {
+  std::string d(description_prefix);
+  d.append(" ").append(label_deployment).append("=").append(label_value(spec.deployment));
+  d.append(" ").append(label_reservation).append("=").append(label_value(spec.reservation_id));
+  for (const auto& [k, v] : spec.tags) {
+    const std::string key = label_key(k);
+    if (key == label_deployment || key == label_reservation) continue;  // ours, never a tag's
+    std::string part = " " + key + "=" + label_value(v);
+    if (d.size() + part.size() > description_limit) continue;
+    d += part;
+  }
+  return d;
+}
+
+labels labels_from_description(std::string_view description) {
+  labels out;
+  if (!description.starts_with(description_prefix)) return out;
+  std::string_view rest = description.substr(description_prefix.size());
+  while (!rest.empty()) {
+    const auto start = rest.find_first_not_of(' ');
+    if (start == std::string_view::npos) break;
+    rest.remove_prefix(start);
+    const auto end = std::min(rest.find(' '), rest.size());
+    const std::string_view token = rest.substr(0, end);
+    rest.remove_prefix(end);
+    const auto eq = token.find('=');
+    if (eq == std::string_view::npos) return {};
+    const auto key = token.substr(0, eq);
+    const auto value = token.substr(eq + 1);
+    // Values may be empty (a tag's), keys may not; anything else was not written by us.
+    if (!is_label_text(key) || (!value.empty() && !is_label_text(value))) return {};
+    out.emplace(std::string(key), std::string(value));
+  }
+  if (!out.contains(label_deployment) || !out.contains(label_reservation)) return {};
+  return out;
+}
+
+result<json::object> build_reservation_body(const reservation_spec& spec, const gce_settings& s) {
+  auto machine_type = s.machine_type_for(spec.instance_type);
+  if (!machine_type) return machine_type.error();
+  if (spec.count <= 0) return fail(errc::cloud_permanent, "a reservation needs a count above 0");
+  json::object body;
+  body["name"] = spec.name;
+  body["description"] = reservation_description(spec);
+  body["specificReservation"] =
+      json::object{{"count", std::to_string(spec.count)},  // int64: a string on the wire
+                   {"instanceProperties", json::object{{"machineType", *machine_type}}}};
+  body["specificReservationRequired"] = true;
+  if (spec.ends_at != system_clock::time_point{})
+    body["deleteAtTime"] = format_rfc3339(spec.ends_at);
+  return body;
+}
+
+reservation_status reservation_status_from_string(std::string_view s) {
+  if (s == "READY") return reservation_status::ready;
+  if (s == "DELETING") return reservation_status::deleting;
+  if (s == "UPDATING") return reservation_status::updating;
+  if (s == "INVALID") return reservation_status::invalid;
+  return reservation_status::creating;  // CREATING, and any status added later: not ready yet
+}
+
+result<cloud_reservation> parse_reservation(std::string_view body) {
+  auto v = parse_json(body);
+  if (!v || !v->is_object() ||
+      str_or(v->get_object(), "kind", "compute#reservation") != "compute#reservation") {
+    return fail(errc::cloud_transient,
+                "GCE answered with something that is not a reservation: " + snippet(body));
+  }
+  return reservation_from(v->get_object());
+}
+
+result<reservation_list_page> parse_reservation_list(std::string_view body) {
+  auto v = parse_json(body);
+  if (!v || !v->is_object() ||
+      str_or(v->get_object(), "kind", "compute#reservationList") != "compute#reservationList") {
+    return fail(errc::cloud_transient,
+                "GCE answered with something that is not a reservation list: " + snippet(body));
+  }
+  const auto& o = v->get_object();
+  reservation_list_page page;
+  page.next_page_token = str_or(o, "nextPageToken");
+  if (const auto* items = o.if_contains("items")) {
+    if (!items->is_array())
+      return fail(errc::cloud_transient, "reservation list 'items' is not a list");
+    for (const auto& item : items->get_array()) {
+      if (!item.is_object())
+        return fail(errc::cloud_transient, "a reservation that is not an object");
+      auto r = reservation_from(item.get_object());
+      if (!r) return r.error();
+      page.items.push_back(std::move(*r));
+    }
+  }
+  return page;
 }
 
 }  // namespace cloudbrain::providers::gce

@@ -92,6 +92,35 @@ struct instance_list_page {
 [[nodiscard]] result<instance_list_page> parse_instance_list(std::string_view body,
                                                              bool external_ip = true);
 
+// ---- reservations ----
+
+// The body of reservations.insert: a specific reservation of spec.count VMs of the instance
+// type's machine type that only VMs naming it may use (specificReservationRequired), deleted by
+// Google itself at spec.ends_at, the janitor's backstop. Reservations have no labels, so the
+// deployment and reservation markers (and the tags) go into the description. Fails
+// (cloud_permanent) only on an unknown instance_type.
+[[nodiscard]] result<boost::json::object> build_reservation_body(const reservation_spec& spec,
+                                                                 const gce_settings& s);
+
+// "cloudbrain reservation: cloudbrain-deployment=D cloudbrain-reservation=ID k=v ...", every
+// key and value in Google's label characters, at most 2048 characters (tags that do not fit are
+// left out, the two markers never).
+[[nodiscard]] std::string reservation_description(const reservation_spec& spec);
+// The markers and tags of a description written by reservation_description; anything else
+// (a reservation someone made by hand) yields none.
+[[nodiscard]] labels labels_from_description(std::string_view description);
+
+// A compute#reservation.
+[[nodiscard]] result<cloud_reservation> parse_reservation(std::string_view body);
+[[nodiscard]] reservation_status reservation_status_from_string(std::string_view gce_status);
+
+struct reservation_list_page {
+  std::vector<cloud_reservation> items;
+  std::string next_page_token;  // empty on the last page
+};
+
+[[nodiscard]] result<reservation_list_page> parse_reservation_list(std::string_view body);
+
 // Google's label rules: keys start with a lowercase letter, keys and values hold only
 // [a-z0-9_-] and are at most 63 characters. Tags are mapped onto them (uppercase lowered,
 // anything else '_'), the same way on create and in list filters.

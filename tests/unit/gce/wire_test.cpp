@@ -479,5 +479,150 @@ TEST(gce_list, empty_and_garbage) {
   EXPECT_FALSE(parse_instance_list(payload("operation_insert_done.json")));
 }
 
+// ---- reservations ----
+
+reservation_spec reservation() {
+  reservation_spec r;
+  r.reservation_id = "0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e";
+  r.name = "cbr-0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e";
+  r.instance_type = "premium";
+  r.count = 3;
+  r.zone = "us-central1-a";
+  r.ends_at = parse_rfc3339("2026-12-12T10:00:00Z").value();
+  r.tags = {{"team", "ci"}, {"Run ID", "Nightly 42"}};
+  r.deployment = "prod";
+  r.idempotency_key = "reserve-0192f5c4/us-central1-a";
+  return r;
+}
+
+TEST(gce_reservation, insert_body_is_a_specific_required_reservation) {
+  auto body = build_reservation_body(reservation(), settings());
+  ASSERT_TRUE(body) << body.error().message();
+  EXPECT_EQ(at(*body, "/name"), "cbr-0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e");
+  EXPECT_EQ(at(*body, "/specificReservation"),
+            R"({"count":"3","instanceProperties":{"machineType":"n1-standard-4"}})");
+  EXPECT_EQ(at(*body, "/specificReservationRequired"), "true");
+  EXPECT_EQ(at(*body, "/deleteAtTime"), "2026-12-12T10:00:00.000000Z");
+  EXPECT_EQ(at(*body, "/description"),
+            "cloudbrain reservation: cloudbrain-deployment=prod "
+            "cloudbrain-reservation=0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e run_id=nightly_42 "
+            "team=ci");
+
+  auto no_end = reservation();
+  no_end.ends_at = {};
+  auto b2 = build_reservation_body(no_end, settings());
+  ASSERT_TRUE(b2);
+  EXPECT_FALSE(b2->contains("deleteAtTime"));
+
+  auto bad = reservation();
+  bad.instance_type = "huge";
+  EXPECT_FALSE(build_reservation_body(bad, settings()));
+  bad = reservation();
+  bad.count = 0;
+  EXPECT_FALSE(build_reservation_body(bad, settings()));
+}
+
+TEST(gce_reservation, description_round_trips_and_keeps_the_markers) {
+  auto spec = reservation();
+  const auto marks = labels_from_description(reservation_description(spec));
+  EXPECT_EQ(marks.at("cloudbrain-deployment"), "prod");
+  EXPECT_EQ(marks.at("cloudbrain-reservation"), "0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e");
+  EXPECT_EQ(marks.at("team"), "ci");
+  EXPECT_EQ(marks.at("run_id"), "nightly_42");
+
+  // A tag may not pose as a marker.
+  spec.tags = {{"cloudbrain-deployment", "other"}};
+  EXPECT_EQ(labels_from_description(reservation_description(spec)).at("cloudbrain-deployment"),
+            "prod");
+
+  // Many long tags: the description stays within Google's limit, the markers stay in.
+  spec.tags.clear();
+  for (int i = 0; i < 100; ++i) spec.tags["tag" + std::to_string(i)] = std::string(60, 'v');
+  const auto d = reservation_description(spec);
+  EXPECT_LE(d.size(), 2048u);
+  const auto kept = labels_from_description(d);
+  EXPECT_EQ(kept.at("cloudbrain-reservation"), "0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e");
+  EXPECT_GT(kept.size(), 20u);
+  EXPECT_LT(kept.size(), 102u);
+
+  // Descriptions someone else wrote carry no markers.
+  EXPECT_TRUE(labels_from_description("").empty());
+  EXPECT_TRUE(labels_from_description("capacity for the nightly run").empty());
+  EXPECT_TRUE(
+      labels_from_description("cloudbrain reservation: cloudbrain-deployment=prod").empty());
+  EXPECT_TRUE(labels_from_description("cloudbrain reservation: cloudbrain-deployment=prod "
+                                      "cloudbrain-reservation=X Y")
+                  .empty());
+}
+
+TEST(gce_reservation, ready) {
+  auto r = parse_reservation(payload("reservation_ready.json"));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->name, "cb-res-1");
+  EXPECT_EQ(r->upstream_id, "6475574813333973045");
+  EXPECT_EQ(r->zone, "us-central1-a");
+  EXPECT_EQ(r->machine_type, "n1-standard-2");
+  EXPECT_EQ(r->count, 2);
+  EXPECT_EQ(r->in_use, 0);
+  EXPECT_EQ(r->status, reservation_status::ready);
+  EXPECT_EQ(format_rfc3339(r->created_at), "2026-11-23T21:17:56.792000Z");
+  EXPECT_FALSE(r->ends_at);
+  EXPECT_TRUE(r->labels_.empty());
+}
+
+TEST(gce_reservation, status_mapping) {
+  EXPECT_EQ(reservation_status_from_string("CREATING"), reservation_status::creating);
+  EXPECT_EQ(reservation_status_from_string("READY"), reservation_status::ready);
+  EXPECT_EQ(reservation_status_from_string("DELETING"), reservation_status::deleting);
+  EXPECT_EQ(reservation_status_from_string("UPDATING"), reservation_status::updating);
+  EXPECT_EQ(reservation_status_from_string("INVALID"), reservation_status::invalid);
+  EXPECT_EQ(reservation_status_from_string("SOMETHING_NEW"), reservation_status::creating);
+}
+
+TEST(gce_reservation, list_with_ours_and_someone_elses) {
+  auto page = parse_reservation_list(payload("reservation_list_creating.json"));
+  ASSERT_TRUE(page) << page.error().message();
+  ASSERT_EQ(page->items.size(), 2u);
+  EXPECT_TRUE(page->next_page_token.empty());
+  const auto& by_hand = page->items[0];
+  EXPECT_EQ(by_hand.name, "by-hand");
+  EXPECT_TRUE(by_hand.labels_.empty());
+  const auto& ours = page->items[1];
+  EXPECT_EQ(ours.name, "cbr-0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e");
+  EXPECT_EQ(ours.status, reservation_status::creating);
+  EXPECT_EQ(ours.count, 3);
+  EXPECT_EQ(ours.labels_.at("cloudbrain-deployment"), "prod");
+  EXPECT_EQ(ours.labels_.at("cloudbrain-reservation"), "0192f5c4-7a1e-7b3c-9d2e-4f5a6b7c8d9e");
+  ASSERT_TRUE(ours.ends_at);
+  EXPECT_EQ(format_rfc3339(*ours.ends_at), "2026-12-12T10:00:00.000000Z");
+}
+
+TEST(gce_reservation, garbage) {
+  EXPECT_FALSE(parse_reservation("<html>"));
+  EXPECT_FALSE(parse_reservation(payload("instance_running.json")));
+  EXPECT_FALSE(parse_reservation(R"({"kind":"compute#reservation"})"));
+  EXPECT_FALSE(parse_reservation(R"({"name":"r","specificReservation":{"count":"lots"}})"));
+  EXPECT_FALSE(parse_reservation(R"({"name":"r","specificReservation":{"count":"1"},)"
+                                 R"("deleteAtTime":"tomorrow"})"));
+  auto numeric =
+      parse_reservation(R"({"name":"r","specificReservation":{"count":4,"inUseCount":1}})");
+  ASSERT_TRUE(numeric);
+  EXPECT_EQ(numeric->count, 4);
+  EXPECT_EQ(numeric->in_use, 1);
+  EXPECT_FALSE(parse_reservation_list(R"({"kind":"compute#reservationList","items":{}})"));
+  EXPECT_FALSE(parse_reservation_list(payload("instance_list_page1.json")));
+}
+
+TEST(gce_insert, a_vm_for_a_reservation_is_never_spot) {
+  auto st = settings();
+  st.spot = true;
+  auto sp = spec();
+  sp.reservation_upstream = "cbr-1";
+  EXPECT_FALSE(insert_body(sp, st).contains("scheduling"));
+  st.spot = false;
+  st.preemptible = true;
+  EXPECT_FALSE(insert_body(sp, st).contains("scheduling"));
+}
+
 }  // namespace
 }  // namespace cloudbrain::providers::gce
