@@ -219,4 +219,112 @@ asio::awaitable<result<std::vector<vm>>> gce_driver::list(const std::string& dep
   co_return out;
 }
 
+// ---- reservations ----------------------------------------------------------------------
+
+asio::awaitable<result<cloud_reservation>> gce_driver::reserve(const reservation_spec& spec,
+                                                               deadline dl) {
+  auto body = build_reservation_body(spec, settings_);
+  if (!body) co_return body.error();
+  auto inserting = call(http::verb::post,
+                        api_url(settings_, reservations_path(settings_.project, spec.zone),
+                                request_id_query(spec.idempotency_key)),
+                        boost::json::serialize(*body), dl);
+  auto res = co_await std::move(inserting);
+  if (!res) {
+    // As with instances: a 404 names something in the request (the machine type), not the
+    // reservation.
+    if (res.error().is(errc::cloud_not_found))
+      co_return fail(errc::cloud_permanent, res.error().detail);
+    co_return res.error();
+  }
+  auto op = parse_operation(res->body);
+  if (!op) co_return op.error();
+
+  auto waiting = wait_for(std::move(*op), spec.zone, dl);
+  auto done = co_await std::move(waiting);
+  if (!done) co_return done.error();
+  if (done->failed()) co_return error_from_operation(*done);
+
+  const reservation_ref ref{spec.name, spec.zone, done->target_id};
+  auto reading = get_reservation(ref, dl);
+  co_return co_await std::move(reading);
+}
+
+asio::awaitable<result<cloud_reservation>> gce_driver::get_reservation(const reservation_ref& ref,
+                                                                       deadline dl) {
+  auto reading = call(http::verb::get,
+                      api_url(settings_, reservation_path(settings_.project, ref.zone, ref.name)),
+                      std::string(), dl);
+  auto res = co_await std::move(reading);
+  if (!res) co_return res.error();
+  auto r = parse_reservation(res->body);
+  if (r && r->zone.empty()) r->zone = ref.zone;
+  co_return r;
+}
+
+asio::awaitable<result<void>> gce_driver::release(const reservation_ref& ref,
+                                                  const std::string& key, deadline dl) {
+  auto deleting = call(http::verb::delete_,
+                       api_url(settings_, reservation_path(settings_.project, ref.zone, ref.name),
+                               request_id_query(key)),
+                       std::string(), dl);
+  auto res = co_await std::move(deleting);
+  if (!res) {
+    if (res.error().is(errc::cloud_not_found)) co_return result<void>{};  // gone already
+    co_return res.error();
+  }
+  auto op = parse_operation(res->body);
+  if (!op) co_return op.error();
+  auto waiting = wait_for(std::move(*op), ref.zone, dl);
+  auto done = co_await std::move(waiting);
+  if (!done) co_return done.error();
+  if (done->failed()) {
+    error e = error_from_operation(*done);
+    if (e.is(errc::cloud_not_found)) co_return result<void>{};
+    co_return e;
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<std::vector<cloud_reservation>>> gce_driver::list_reservations(
+    const std::string& deployment, deadline dl) {
+  // Reservations have no labels to filter on: every page is read and the description's
+  // deployment marker decides.
+  std::vector<cloud_reservation> out;
+  const std::string ours = label_value(deployment);
+  for (const auto& zone : settings_.zones) {
+    std::string page_token;
+    for (unsigned pages = 0;; ++pages) {
+      if (pages >= 10'000) {
+        co_return fail(errc::cloud_transient, "reservations.list in " + zone + " never ended");
+      }
+      auto listing = call(http::verb::get,
+                          api_url(settings_, reservations_path(settings_.project, zone),
+                                  list_query({}, page_token)),
+                          std::string(), dl);
+      auto res = co_await std::move(listing);
+      if (!res) co_return res.error();  // a partial listing is no listing
+      auto page = parse_reservation_list(res->body);
+      if (!page) co_return page.error();
+      for (auto& r : page->items) {
+        const auto it = r.labels_.find(label_deployment);
+        if (it == r.labels_.end() || it->second != ours) continue;
+        if (r.zone.empty()) r.zone = zone;
+        out.push_back(std::move(r));
+      }
+      if (page->next_page_token.empty()) break;
+      if (page->next_page_token == page_token) {
+        co_return fail(errc::cloud_transient, "reservations.list in " + zone + " repeated a page");
+      }
+      page_token = std::move(page->next_page_token);
+    }
+  }
+  co_return out;
+}
+
+std::string gce_driver::machine_type_for(std::string_view instance_type) const {
+  auto mt = settings_.machine_type_for(instance_type);
+  return mt ? *mt : std::string(instance_type);
+}
+
 }  // namespace cloudbrain::providers::gce

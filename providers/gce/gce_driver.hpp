@@ -34,6 +34,18 @@ class gce_driver final : public driver {
   boost::asio::awaitable<result<std::vector<vm>>> list(const std::string& deployment,
                                                        deadline dl) override;
 
+  // Specific reservations (specificReservationRequired), with Google's deleteAtTime set to the
+  // reservation's end as a backstop; the markers live in the description.
+  boost::asio::awaitable<result<cloud_reservation>> reserve(const reservation_spec& spec,
+                                                            deadline dl) override;
+  boost::asio::awaitable<result<cloud_reservation>> get_reservation(const reservation_ref& ref,
+                                                                    deadline dl) override;
+  boost::asio::awaitable<result<void>> release(const reservation_ref& ref, const std::string& key,
+                                               deadline dl) override;
+  boost::asio::awaitable<result<std::vector<cloud_reservation>>> list_reservations(
+      const std::string& deployment, deadline dl) override;
+  [[nodiscard]] std::string machine_type_for(std::string_view instance_type) const override;
+
   [[nodiscard]] boost::json::object details() const override;
 
  private:

@@ -295,6 +295,160 @@ TEST_F(gce_driver_vs_emulator, a_listing_that_fails_part_way_is_an_error_not_a_s
   EXPECT_EQ(d.details().at("retried").as_uint64(), 2u);
 }
 
+reservation_spec reservation(const std::string& id, const std::string& zone, int count,
+                             const std::string& key) {
+  reservation_spec r;
+  r.reservation_id = id;
+  r.name = reservation_name_for(id);
+  r.instance_type = "standard";
+  r.count = count;
+  r.zone = zone;
+  r.ends_at = system_clock::now() + std::chrono::hours(2);
+  r.tags = {{"run", "nightly"}};
+  r.deployment = deployment;
+  r.idempotency_key = key;
+  return r;
+}
+
+TEST_F(gce_driver_vs_emulator, reserve_follows_the_operation_and_is_idempotent) {
+  auto& d = make_driver();
+  const std::string id = "1e0c9a4b-2f3d-4c5e-8a6b-7c8d9e0f1a2b";
+  auto held = co_run(ioc_, d.reserve(reservation(id, "us-central1-b", 3, "res-1"), after(30s)));
+  ASSERT_TRUE(held) << held.error().message();
+  EXPECT_EQ(held->name, reservation_name_for(id));
+  EXPECT_EQ(held->zone, "us-central1-b");
+  EXPECT_EQ(held->machine_type, "e2-small");
+  EXPECT_EQ(held->count, 3);
+  EXPECT_EQ(held->in_use, 0);
+  EXPECT_EQ(held->status, reservation_status::ready);
+  EXPECT_FALSE(held->upstream_id.empty());
+  EXPECT_EQ(held->labels_.at(label_deployment), deployment);
+  EXPECT_EQ(held->labels_.at(label_reservation), id);
+  EXPECT_EQ(held->labels_.at("run"), "nightly");
+  ASSERT_TRUE(held->ends_at);
+  EXPECT_EQ(d.machine_type_for("standard"), "e2-small");
+
+  // Retried with the same key: Google's requestId makes it a no-op.
+  auto again = co_run(ioc_, d.reserve(reservation(id, "us-central1-b", 3, "res-1"), after(30s)));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->upstream_id, held->upstream_id);
+  EXPECT_EQ(get("counters").at("reservations_created").at(held->name).as_int64(), 1);
+  // Another key: it is there already, which the caller adopts with get_reservation.
+  auto other = co_run(ioc_, d.reserve(reservation(id, "us-central1-b", 3, "res-2"), after(30s)));
+  ASSERT_FALSE(other);
+  EXPECT_TRUE(other.error().is(errc::cloud_already_exists)) << other.error().message();
+  auto read = co_run(ioc_, d.get_reservation({held->name, "us-central1-b", ""}, after(10s)));
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(read->upstream_id, held->upstream_id);
+
+  const auto reservations = get("reservations").at("reservations").as_array();
+  ASSERT_EQ(reservations.size(), 1u);
+  EXPECT_TRUE(reservations[0].at("specificReservationRequired").as_bool());
+}
+
+TEST_F(gce_driver_vs_emulator, a_zone_without_room_is_a_capacity_error) {
+  auto& d = make_driver();
+  post("capacity", {{"zones", json::array{"us-central1-a"}}, {"remaining", 1}});
+  auto held = co_run(
+      ioc_, d.reserve(reservation("2a0c9a4b-2f3d-4c5e-8a6b-7c8d9e0f1a2b", "us-central1-a", 2, "k"),
+                      after(30s)));
+  ASSERT_FALSE(held);
+  EXPECT_TRUE(held.error().is(errc::cloud_capacity)) << held.error().message();
+  EXPECT_NE(held.error().detail.find("ZONE_RESOURCE_POOL_EXHAUSTED"), std::string::npos)
+      << held.error().detail;
+  EXPECT_TRUE(get("reservations").at("reservations").as_array().empty());
+}
+
+TEST_F(gce_driver_vs_emulator, release_follows_the_operation_and_a_missing_one_is_success) {
+  auto& d = make_driver();
+  auto held = co_run(
+      ioc_, d.reserve(reservation("3b0c9a4b-2f3d-4c5e-8a6b-7c8d9e0f1a2b", "us-central1-a", 1, "k"),
+                      after(30s)));
+  ASSERT_TRUE(held) << held.error().message();
+  const reservation_ref ref{held->name, held->zone, held->upstream_id};
+  auto gone = co_run(ioc_, d.release(ref, "rel-1", after(30s)));
+  ASSERT_TRUE(gone) << gone.error().message();
+  auto read = co_run(ioc_, d.get_reservation(ref, after(10s)));
+  ASSERT_FALSE(read);
+  EXPECT_TRUE(read.error().is(errc::cloud_not_found)) << read.error().message();
+  auto twice = co_run(ioc_, d.release(ref, "rel-2", after(30s)));
+  EXPECT_TRUE(twice) << twice.error().message();
+  EXPECT_TRUE(get("reservations").at("reservations").as_array().empty());
+}
+
+TEST_F(gce_driver_vs_emulator, lists_this_deployments_reservations_across_zones_and_pages) {
+  auto& d = make_driver();
+  // Planted straight through the compute API: ours (520 in zone a, over two pages), another
+  // deployment's, someone's by hand, and ours in a zone the provider does not use.
+  post("tokens", {{"token", "planter"}, {"email", "planter@example.com"}});
+  std::vector<std::pair<std::string, std::string>> planted;  // zone, name
+  std::vector<std::string> descriptions;
+  auto plant_reservation = [&](const std::string& zone, const std::string& name,
+                               const std::string& desc) {
+    planted.emplace_back(zone, name);
+    descriptions.push_back(desc);
+  };
+  auto marked = [](const std::string& dep, int i) {
+    return "cloudbrain reservation: cloudbrain-deployment=" + dep +
+           " cloudbrain-reservation=00000000-0000-4000-8000-" + std::to_string(100000000000 + i);
+  };
+  std::set<std::string> ours;
+  for (int i = 0; i < 505; ++i) {
+    plant_reservation("us-central1-a", "ours-a-" + std::to_string(i), marked(deployment, i));
+    ours.insert("ours-a-" + std::to_string(i));
+  }
+  for (int i = 0; i < 3; ++i) {
+    plant_reservation("us-central1-b", "ours-b-" + std::to_string(i), marked(deployment, 1000 + i));
+    ours.insert("ours-b-" + std::to_string(i));
+  }
+  plant_reservation("us-central1-a", "theirs", marked("other", 1));
+  plant_reservation("us-central1-b", "by-hand", "capacity for the nightly run");
+  plant_reservation("us-central1-c", "ours-elsewhere", marked(deployment, 2000));
+  // 16 inserts at a time: the emulator answers each in a few milliseconds.
+  for (std::size_t first = 0; first < planted.size(); first += 16) {
+    std::vector<std::future<result<net::client_response>>> sent;
+    for (std::size_t i = first; i < std::min(planted.size(), first + 16); ++i) {
+      net::client_request req;
+      req.method = net::http::verb::post;
+      req.url = base_ + "/compute/v1/projects/" + project + "/zones/" + planted[i].first +
+                "/reservations";
+      req.headers = {{"Authorization", "Bearer planter"}, {"Content-Type", "application/json"}};
+      req.body = json::serialize(
+          json::object{{"name", planted[i].second},
+                       {"description", descriptions[i]},
+                       {"specificReservation",
+                        {{"count", "1"}, {"instanceProperties", {{"machineType", "e2-small"}}}}}});
+      sent.push_back(asio::co_spawn(ioc_, control_client_->send(std::move(req), after(20s)),
+                                    asio::use_future));
+    }
+    ioc_.restart();
+    ioc_.run();
+    for (auto& f : sent) {
+      auto res = f.get();
+      ASSERT_TRUE(res && res->status == 200) << (res ? res->body : res.error().message());
+    }
+  }
+  const auto before = count_route(requests(), "reservations.list");
+
+  auto listed = co_run(ioc_, d.list_reservations(deployment, after(60s)));
+  ASSERT_TRUE(listed) << listed.error().message();
+  std::set<std::string> names;
+  for (const auto& r : *listed) {
+    names.insert(r.name);
+    EXPECT_EQ(r.labels_.at(label_deployment), deployment);
+    EXPECT_FALSE(r.zone.empty());
+  }
+  EXPECT_EQ(listed->size(), ours.size());
+  EXPECT_EQ(names, ours);
+  EXPECT_EQ(count_route(requests(), "reservations.list") - before, 3u);  // 2 pages + 1 page
+
+  // A listing that fails part-way is an error, never a shorter list.
+  post("fail", {{"count", nullptr}, {"status", 503}, {"method", "GET"}});
+  auto failed = co_run(ioc_, d.list_reservations(deployment, after(60s)));
+  ASSERT_FALSE(failed) << "got " << failed->size();
+  EXPECT_TRUE(failed.error().is(errc::cloud_transient)) << failed.error().message();
+}
+
 TEST_F(gce_driver_vs_emulator, one_token_fetch_serves_all_concurrent_callers) {
   auto& d = make_driver();
   const vm_ref ref{"nope", "us-central1-a", ""};
