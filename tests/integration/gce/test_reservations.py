@@ -15,6 +15,7 @@ from cloudbrain_test import wait_until
 from gce_service import PROJECT, SA_EMAIL, GceCase, gce_section, log_since, last_seq, make_key_file
 
 ZONES3 = ["us-central1-a", "us-central1-b", "us-central1-c"]
+ZONES_ALL = ZONES3 + ["europe-west1-b"]  # two regions
 EMU = None
 
 
@@ -70,10 +71,10 @@ class GceReservations(ReservationCase):
     @classmethod
     def service_providers(cls):
         key, _ = make_key_file(SA_EMAIL)
-        return {"gce": gce_section(credentials=key, zones=" ".join(ZONES3))}
+        return {"gce": gce_section(credentials=key, zones=" ".join(ZONES_ALL))}
 
     def tearDown(self):
-        set_capacity(ZONES3, None)
+        set_capacity(ZONES_ALL, None)
 
     def test_zone_a_exhausted_moves_to_zone_b(self):
         set_capacity([ZONES3[0]], 0)
@@ -102,11 +103,11 @@ class GceReservations(ReservationCase):
         self.assertEqual(emu_reservations(name=self.cloud_name(body["id"])), [])
 
     def test_every_zone_exhausted_fails_with_every_reason_and_holds_nothing(self):
-        set_capacity(ZONES3, 0)
-        body = self.reserve(count=2)
+        set_capacity(ZONES_ALL, 0)
+        body = self.reserve(count=2)  # the provider's zones, in both regions
         failed = self.wait_reservation(body["id"], "failed", "active")
         self.assertEqual(failed["state"], "failed", failed)
-        for zone in ZONES3:
+        for zone in ZONES_ALL:
             self.assertIn(zone + ":", failed["error_reason"])
         self.assertIn("ZONE_RESOURCE_POOL_EXHAUSTED", failed["error_reason"])
         self.assertEqual(emu_reservations(name=self.cloud_name(body["id"])), [],
@@ -143,14 +144,15 @@ class GceReservations(ReservationCase):
         self.wait_reservation(rid, "cancelled")
         self.assertEqual(emu_reservations(name=name), [])
 
-    def test_cancel_by_tag_removes_every_match_in_every_zone(self):
+    def test_cancel_by_tag_removes_every_match_in_every_zone_and_region(self):
         run = "r" + uuid.uuid4().hex[:10]
-        mine = [self.reserve(count=1, zones=[z], tags={"run": run})["id"] for z in ZONES3]
+        spread = [ZONES3[0], ZONES3[2], "europe-west1-b"]
+        mine = [self.reserve(count=1, zones=[z], tags={"run": run})["id"] for z in spread]
         keep = self.reserve(count=1, zones=[ZONES3[0]], tags={"run": run + "k"})["id"]
         for rid in mine + [keep]:
             self.wait_reservation(rid, "active")
         self.assertEqual(sorted(r["zone"] for rid in mine
-                                for r in emu_reservations(name=self.cloud_name(rid))), ZONES3)
+                                for r in emu_reservations(name=self.cloud_name(rid))), sorted(spread))
         r = self.service.request("DELETE", "/reservations?tag.run=" + run)
         self.assertEqual(r.status, 202, r)
         self.assertEqual(sorted(x["id"] for x in r.json()["reservations"]), sorted(mine))
