@@ -64,6 +64,23 @@ std::string hex_sha256(std::string_view s) {
 
 }  // namespace
 
+result<std::optional<idempotent_request>> idempotency_of(const net::request& req,
+                                                         std::string_view identity) {
+  const auto k = req.find("Idempotency-Key");
+  if (k == req.end()) return std::optional<idempotent_request>{};
+  const std::string_view key = k->value();
+  if (key.empty() || key.size() > 255) {
+    return fail(errc::invalid_argument, "Idempotency-Key must be 1 to 255 characters");
+  }
+  return std::optional<idempotent_request>{
+      idempotent_request{std::string(key), hex_sha256(identity)}};
+}
+
+net::response invalid_idempotency_key() {
+  return net::problem(http::status::unprocessable_entity, "invalid_idempotency_key",
+                      "The request is not valid", "Idempotency-Key must be 1 to 255 characters");
+}
+
 net::response raw_json(http::status status, std::string body) {
   return net::text_response(status, "application/json", std::move(body));
 }
@@ -287,17 +304,9 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
   auto [req, v] = parse_instance_request(ctx.req.body(), cfg_);
   if (!v.ok()) co_return invalid(v);
 
-  std::optional<std::string> idem_key;
-  if (const auto k = ctx.req.find("Idempotency-Key"); k != ctx.req.end()) {
-    const std::string_view key = k->value();
-    if (key.empty() || key.size() > 255) {
-      co_return net::problem(http::status::unprocessable_entity, "invalid_idempotency_key",
-                             "The request is not valid",
-                             "Idempotency-Key must be 1 to 255 characters");
-    }
-    idem_key = std::string(key);
-  }
-  auto created = co_await store_.create(req, token_id, idem_key, hex_sha256(ctx.req.body()));
+  auto idem = idempotency_of(ctx.req, ctx.req.body());
+  if (!idem) co_return invalid_idempotency_key();
+  auto created = co_await store_.create(req, token_id, *idem);
   if (!created && req.reservation_id && created.error().is(errc::conflict)) {
     auto refusing = reservation_refused(req);
     co_return co_await std::move(refusing);

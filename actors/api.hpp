@@ -31,6 +31,13 @@ void parse_tags(const boost::json::object& body, validation& v, boost::json::obj
 [[nodiscard]] std::pair<instance_request, validation> parse_instance_request(
     std::string_view body, const service_config& cfg);
 
+// A POST's Idempotency-Key with the SHA-256 of `identity` (what makes two requests the same):
+// none without the header; invalid_argument when it is not 1 to 255 characters.
+[[nodiscard]] result<std::optional<idempotent_request>> idempotency_of(const net::request& req,
+                                                                       std::string_view identity);
+// 422 invalid_idempotency_key.
+[[nodiscard]] net::response invalid_idempotency_key();
+
 // The token presented by `Authorization: token X` or Basic with user "token", if any.
 [[nodiscard]] std::optional<std::string> presented_token(const net::request& req);
 

@@ -204,17 +204,25 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   }
   auto parsed = parse_reservation_request(ctx.req.body(), cfg_, system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
+  // The route is part of what the key stands for: a key of POST /instances is not one here.
+  auto idem = idempotency_of(ctx.req, "POST /reservations\n" + ctx.req.body());
+  if (!idem) co_return invalid_idempotency_key();
   auto creating =
-      reservations_.create(parsed.req, token_id, parsed.section->max_reserved_instances);
+      reservations_.create(parsed.req, token_id, parsed.section->max_reserved_instances, *idem);
   auto created = co_await std::move(creating);
   if (!created) {
-    if (created.error().is(errc::precondition_failed)) {
+    if (created.error().is(errc::invalid_argument)) {
       co_return net::problem(http::status::unprocessable_entity, "reservation_cap_exceeded",
+                             "The request is not valid", created.error().detail);
+    }
+    if (created.error().is(errc::precondition_failed)) {
+      co_return net::problem(http::status::unprocessable_entity, "idempotency_key_reused",
                              "The request is not valid", created.error().detail);
     }
     co_return net::problem_from_error(created.error());
   }
   auto res = raw_json(http::status::created, std::move(created->body));
+  if (created->replayed) res.set("Idempotent-Replayed", "true");
   std::string base = cfg_.base_url;
   if (base.empty()) {
     const auto host = ctx.req.find(http::field::host);
@@ -222,6 +230,7 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   }
   while (!base.empty() && base.back() == '/') base.pop_back();
   res.set(http::field::location, base + "/reservations/" + created->id);
+  if (created->replayed) co_return res;
   log::info("reservation requested", {{"request_id", ctx.request_id},
                                       {"reservation_id", created->id},
                                       {"provider", parsed.req.provider},

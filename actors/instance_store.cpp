@@ -245,36 +245,16 @@ std::optional<std::string> opt(const pg::rows& r, int row, int col) {
 }  // namespace
 
 asio::awaitable<result<created_instance>> instance_store::create(
-    const instance_request& req, std::int64_t token_id, const std::optional<std::string>& idem_key,
-    const std::string& request_hash) {
+    const instance_request& req, std::int64_t token_id,
+    const std::optional<idempotent_request>& idem) {
   for (int round = 0; round < 2; ++round) {
-    if (idem_key) {
-      const params query_args_1{std::to_string(token_id), *idem_key};
-      auto prior = co_await pool_.query(
-          "SELECT encode(request_hash, 'hex'), response_status, response_body::text, "
-          "instance_id::text, created_at > now() - interval '24 hours' "
-          "FROM idempotency_keys WHERE token_id = $1::bigint AND key = $2",
-          query_args_1);
+    if (idem) {
+      auto finding = find_replay(pool_, token_id, *idem);
+      auto prior = co_await std::move(finding);
       if (!prior) co_return prior.error();
-      if (prior->size() == 1) {
-        if (prior->text(0, 4) == "t") {
-          if (prior->text(0, 0) != request_hash) {
-            co_return fail(errc::precondition_failed,
-                           "this Idempotency-Key was already used with a different request");
-          }
-          created_instance replay;
-          replay.status = std::stoi(std::string(prior->text(0, 1)));
-          replay.body = std::string(prior->text(0, 2));
-          replay.id = std::string(prior->text(0, 3));
-          replay.replayed = true;
-          co_return replay;
-        }
-        const params query_args_2{std::to_string(token_id), *idem_key};
-        auto purge = co_await pool_.query(
-            "DELETE FROM idempotency_keys WHERE token_id = $1::bigint AND key = $2 "
-            "AND created_at <= now() - interval '24 hours'",
-            query_args_2);
-        if (!purge) co_return purge.error();
+      if (*prior) {
+        co_return created_instance{(*prior)->status, std::move((*prior)->body),
+                                   std::move((*prior)->id), true};
       }
     }
     const std::string id = uuid::generate_v7().str();
@@ -289,11 +269,11 @@ asio::awaitable<result<created_instance>> instance_store::create(
                               std::to_string(token_id),
                               "create-" + id,
                               std::to_string(max_attempts_),
-                              idem_key,
-                              idem_key ? std::optional<std::string>(request_hash) : std::nullopt};
+                              idem ? std::optional<std::string>(idem->key) : std::nullopt,
+                              idem ? std::optional<std::string>(idem->request_hash) : std::nullopt};
     auto r = co_await pool_.execute(stmt_instance_create, query_args_3);
     if (!r) {
-      if (idem_key && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
+      if (idem && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
       co_return r.error();
     }
     if (r->size() == 0) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/idempotency.hpp"
 #include "core/error.hpp"
 #include "core/pg/pool.hpp"
 #include "core/time.hpp"
@@ -103,9 +104,10 @@ class instance_store {
   [[nodiscard]] pg::pool& pool() { return pool_; }
 
   // Instances, for the API.
+  // With an Idempotency-Key, the first response under it is replayed (replayed = true).
   boost::asio::awaitable<result<created_instance>> create(
       const instance_request& req, std::int64_t token_id,
-      const std::optional<std::string>& idem_key, const std::string& request_hash);
+      const std::optional<idempotent_request>& idem);
   boost::asio::awaitable<result<std::string>> get_json(const std::string& id);
   boost::asio::awaitable<result<list_page>> list(const list_filter& f);
   boost::asio::awaitable<result<std::string>> request_delete(const std::string& id);

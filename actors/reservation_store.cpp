@@ -44,10 +44,16 @@ ins AS (
   RETURNING r.*),
 j AS (
   INSERT INTO jobs (kind, reservation_id, provider, cloud_key, max_attempts)
-  SELECT 'reserve', id, provider, 'reserve-' || id, $10::int FROM ins RETURNING 1)
-SELECT (SELECT )",
-                                         R"(::text FROM ins r), (SELECT n FROM held),
-       (SELECT count(*) FROM j))");
+  SELECT 'reserve', id, provider, 'reserve-' || id, $10::int FROM ins RETURNING 1),
+body AS (SELECT )",
+                                         R"(::text AS b FROM ins r),
+k AS (
+  INSERT INTO idempotency_keys (token_id, key, request_hash, reservation_id, response_status,
+                                response_body)
+  SELECT $8::bigint, $11, decode($12, 'hex'), (SELECT id FROM ins), 201, b::jsonb
+  FROM body WHERE $11::text IS NOT NULL
+  RETURNING 1)
+SELECT (SELECT b FROM body), (SELECT n FROM held), (SELECT count(*) FROM j))");
 
 const std::string get_sql =
     with_json("SELECT ", "::text FROM reservations r WHERE r.id = $1::uuid");
@@ -187,32 +193,47 @@ std::string pg_array(const std::vector<std::string>& items) {
 }  // namespace
 
 asio::awaitable<result<reservation_store::created>> reservation_store::create(
-    reservation_request req, std::int64_t token_id, std::size_t cap) {
-  const std::string id = uuid::generate_v7().str();
-  const params lock_args{req.provider};
-  const params args{id,
-                    req.provider,
-                    req.instance_type,
-                    std::to_string(req.count),
-                    pg_array(req.zones),
-                    format_rfc3339(req.ends_at),
-                    json::serialize(req.tags),
-                    std::to_string(token_id),
-                    std::to_string(cap),
-                    std::to_string(max_attempts_)};
-  const pg::batch_item items[] = {pg::batch_item(cap_lock_sql, lock_args),
-                                  pg::batch_item(stmt_create, args)};
-  auto r = co_await pool_.pipeline(items);
-  if (!r) co_return r.error();
-  const auto& rows = (*r)[1];
-  if (rows.is_null(0, 0)) {
-    co_return fail(errc::precondition_failed,
-                   "provider '" + req.provider + "' allows at most " + std::to_string(cap) +
-                       " reserved instances (max-reserved-instances); " +
-                       std::string(rows.text(0, 1)) + " are reserved now and " +
-                       std::to_string(req.count) + " more were asked for");
+    reservation_request req, std::int64_t token_id, std::size_t cap,
+    std::optional<idempotent_request> idem) {
+  for (int round = 0; round < 2; ++round) {
+    if (idem) {
+      auto finding = find_replay(pool_, token_id, *idem);
+      auto prior = co_await std::move(finding);
+      if (!prior) co_return prior.error();
+      if (*prior) co_return created{std::move((*prior)->id), std::move((*prior)->body), true};
+    }
+    const std::string id = uuid::generate_v7().str();
+    const params lock_args{req.provider};
+    const params args{id,
+                      req.provider,
+                      req.instance_type,
+                      std::to_string(req.count),
+                      pg_array(req.zones),
+                      format_rfc3339(req.ends_at),
+                      json::serialize(req.tags),
+                      std::to_string(token_id),
+                      std::to_string(cap),
+                      std::to_string(max_attempts_),
+                      idem ? std::optional<std::string>(idem->key) : std::nullopt,
+                      idem ? std::optional<std::string>(idem->request_hash) : std::nullopt};
+    const pg::batch_item items[] = {pg::batch_item(cap_lock_sql, lock_args),
+                                    pg::batch_item(stmt_create, args)};
+    auto r = co_await pool_.pipeline(items);
+    if (!r) {
+      if (idem && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
+      co_return r.error();
+    }
+    const auto& rows = (*r)[1];
+    if (rows.is_null(0, 0)) {
+      co_return fail(errc::invalid_argument,
+                     "provider '" + req.provider + "' allows at most " + std::to_string(cap) +
+                         " reserved instances (max-reserved-instances); " +
+                         std::string(rows.text(0, 1)) + " are reserved now and " +
+                         std::to_string(req.count) + " more were asked for");
+    }
+    co_return created{id, std::string(rows.text(0, 0)), false};
   }
-  co_return created{id, std::string(rows.text(0, 0))};
+  co_return fail(errc::conflict, "this Idempotency-Key is being used by a concurrent request");
 }
 
 asio::awaitable<result<std::string>> reservation_store::get_json(std::string id) {

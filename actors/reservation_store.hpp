@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/idempotency.hpp"
 #include "core/error.hpp"
 #include "core/pg/pool.hpp"
 #include "core/time.hpp"
@@ -57,14 +58,17 @@ class reservation_store {
       : pool_(pool), max_attempts_(max_attempts) {}
 
   // Inserts the reservation and its reserve job, unless the provider's reserved instances
-  // (pending, active, cancelling) would then exceed `cap`: that is cap_exceeded, with the count
-  // already held in the detail.
+  // (pending, active, cancelling) would then exceed `cap`: that is invalid_argument, with the
+  // count already held in the detail. With an Idempotency-Key, the first response under it is
+  // replayed (replayed = true); the key with another request is precondition_failed.
   struct created {
     std::string id;
     std::string body;
+    bool replayed = false;
   };
   boost::asio::awaitable<result<created>> create(reservation_request req, std::int64_t token_id,
-                                                 std::size_t cap);
+                                                 std::size_t cap,
+                                                 std::optional<idempotent_request> idem);
   boost::asio::awaitable<result<std::string>> get_json(std::string id);
   boost::asio::awaitable<result<reservation_page>> list(reservation_filter f);
   // Asks for a cancel: pending or active become cancelling (reason `requested`) with a release

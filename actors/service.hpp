@@ -12,6 +12,6 @@ int run_serve(const std::vector<std::string>& args);
 int run_token_command(const std::vector<std::string>& args);
 
 // The name of the last schema change this binary needs (see schema/sqitch.plan).
-inline constexpr const char* required_schema_change = "reservations";
+inline constexpr const char* required_schema_change = "reservation_idempotency";
 
 }  // namespace cloudbrain

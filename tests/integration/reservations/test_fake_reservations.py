@@ -2,6 +2,7 @@
 resource, zone fallback, launching instances into a reservation, cancelling by tag, the cost
 guards, and the reservation janitor."""
 
+import concurrent.futures
 import datetime
 import unittest
 import uuid
@@ -196,6 +197,47 @@ class ReservationResourceTest(ReservationCase):
         self.service.request("DELETE", "/reservations?tag.run=caps")
         for rid in (second, third):
             self.wait_reservation(rid, "cancelled")
+
+    def test_an_idempotency_key_replays_the_first_reservation(self):
+        key = "resv-" + uuid.uuid4().hex
+        body = {"provider": "gce", "count": 1, "zones": ["zone-b"], "duration_minutes": 30,
+                "tags": {"run": "idem"}}
+        tables = ("reservations", "jobs", "idempotency_keys")
+
+        def post(b, k=key, path="/reservations"):
+            return self.service.request("POST", path, b, headers={"Idempotency-Key": k})
+        before = self.db.count_rows(*tables)
+        first = post(body)
+        self.assertEqual(first.status, 201, first)
+        after = self.db.count_rows(*tables)
+        self.assertEqual(after, {t: before[t] + 1 for t in tables})
+        rid = first.json()["id"]
+        self.wait_reservation(rid, "active")
+        for _ in range(2):
+            again = post(body)
+            self.assertEqual(again.status, 201, again)
+            self.assertEqual(again.json(), first.json(), "the replay is not the first response")
+            self.assertEqual(again.header("Location"), first.header("Location"))
+            self.assertEqual(again.header("Idempotent-Replayed"), "true")
+            self.assertEqual(self.db.count_rows(*tables), after, "a replay stored something")
+        self.assertIsNone(first.header("Idempotent-Replayed"))
+        # The key with another body, or on another route, is refused and stores nothing.
+        self.assertProblem(post(dict(body, count=2)), 422, "idempotency_key_reused")
+        self.assertProblem(post({"provider": "gce", "image": "img"}, path="/instances"), 422,
+                           "idempotency_key_reused")
+        self.assertProblem(post(body, k="k" * 256), 422, "invalid_idempotency_key")
+        self.assertEqual(self.db.count_rows(*tables), after)
+        # Concurrent twins under a new key make one reservation between them.
+        twin_key = "twin-" + uuid.uuid4().hex
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: post(body, k=twin_key), range(8)))
+        self.assertEqual({a.status for a in answers}, {201}, answers)
+        ids = {a.json()["id"] for a in answers}
+        self.assertEqual(len(ids), 1, ids)
+        self.assertEqual(self.db.count_rows(*tables)["reservations"], after["reservations"] + 1)
+        for r in [rid] + list(ids):
+            self.service.request("DELETE", f"/reservations/{r}")
+            self.wait_reservation(r, "cancelled")
 
     def test_without_an_end_it_lasts_a_day(self):
         body = self.reserve(count=1, zones=["zone-b"]).json()

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -355,6 +355,16 @@ check_eq "a job names an instance or a reservation, not both" "jobs_subject_chec
   "$(q "insert into jobs (kind, instance_id, reservation_id, provider, cloud_key)
           values ('reserve', '00000000-0000-7000-8000-0000000000b1', '$r1', 'fake', 'x')" 2>&1 |
      grep -o jobs_subject_check | head -1)"
+idem_r() { # idem_r KEY INSTANCE-or-null RESERVATION-or-null
+  q "insert into idempotency_keys (token_id, key, request_hash, instance_id, reservation_id,
+                                   response_status, response_body)
+     values ($tok, '$1', '\\x0102', $2, $3, 201, '{}')"
+}
+check "an idempotency key may name a reservation" idem_r "res-key-1" null "'$r1'"
+check_fails "an idempotency key naming an instance and a reservation is rejected" \
+  "23514.*idempotency_keys_one_resource" idem_r "res-key-2" "'$i1'" "'$r1'"
+check_fails "an idempotency key naming nothing is rejected" \
+  "23514.*idempotency_keys_one_resource" idem_r "res-key-3" null null
 check "sqitch revert of reservations alone (with a reservation job in the queue)" \
   _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to orphan_events
 check_eq "job_kind is back to its two labels" "{create_instance,delete_instance}" \
