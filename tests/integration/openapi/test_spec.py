@@ -174,6 +174,11 @@ class LintTest(unittest.TestCase):
         self.assertGreater(totals["warnings"], 0)
         self.assertNotEqual(code, 0)
 
+    def test_the_version_is_the_projects(self):
+        with open(os.path.join(SOURCE_DIR, "CMakeLists.txt")) as f:
+            version = re.search(r"project\(cloudbrain VERSION ([0-9.]+)", f.read()).group(1)
+        self.assertEqual(load_spec()["info"]["version"], version)
+
     def test_every_rule_turned_off_says_why(self):
         with open(REDOCLY_CONFIG) as f:
             lines = f.read().splitlines()
