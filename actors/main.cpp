@@ -16,6 +16,7 @@ Usage:
   cloudbrain token list
   cloudbrain token revoke <id>
   cloudbrain-create-token "description"     the same as `cloudbrain token create`
+  cloudbrain routes [SERVE OPTIONS]         prints the HTTP routes `serve` would answer
   cloudbrain --version
 
 `cloudbrain serve --help` lists every option. The database comes from --database-url,
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
     if (command == "serve") return cloudbrain::run_serve(args);
     if (command == "token") return cloudbrain::run_token_command(args);
+    if (command == "routes")
+      return cloudbrain::run_serve(args, cloudbrain::serve_mode::print_routes);
     std::cerr << "cloudbrain: unknown command '" << command << "'\n\n" << usage;
     return 2;
   } catch (const std::exception& e) {

@@ -99,19 +99,21 @@ std::string database_url_from(std::vector<std::string>& args) {
 
 }  // namespace
 
-int run_serve(const std::vector<std::string>& args) {
+int run_serve(const std::vector<std::string>& args, serve_mode mode) {
+  const std::string command = mode == serve_mode::serve ? "serve" : "routes";
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
-      std::cout << "Usage: cloudbrain serve [OPTIONS]\n\n" << config_help();
+      std::cout << "Usage: cloudbrain " << command << " [OPTIONS]\n\n" << config_help();
       return 0;
     }
   }
   auto cfg = load_config(args, process_environment());
   if (!cfg) {
-    std::cerr << "cloudbrain serve: " << cfg.error().detail << "\n";
+    std::cerr << "cloudbrain " << command << ": " << cfg.error().detail << "\n";
     return 2;
   }
-  log::init(cfg->log_level);
+  // The route table goes to stdout, where the log would go too.
+  log::init(mode == serve_mode::serve ? cfg->log_level : log::level::off);
   auto listen = split_host_port(cfg->listen);
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(listen->first, ec);
@@ -177,6 +179,13 @@ int run_serve(const std::vector<std::string>& args) {
   server_cfg.listen = asio::ip::tcp::endpoint(address, listen->second);
   server_cfg.max_connections = cfg->max_connections;
   net::server server(ioc, server_cfg, routes);
+  if (mode == serve_mode::print_routes) {
+    for (const auto& r : routes->routes()) {
+      std::cout << net::http::to_string(r.method) << ' ' << r.pattern << ' ' << r.name
+                << (r.upgrade ? " upgrade" : "") << '\n';
+    }
+    return 0;
+  }
 
   int exit_code = 0;
   asio::signal_set signals(ioc, SIGTERM, SIGINT);

@@ -8,7 +8,11 @@
 namespace cloudbrain {
 
 // Everything the executable can do; each returns the process exit status.
-int run_serve(const std::vector<std::string>& args);
+// `routes` wires the service as `serve` does, prints the router it would serve (one route a
+// line: METHOD PATTERN NAME) and exits without touching the database or the network; the tests
+// compare that table with docs/openapi.yaml.
+enum class serve_mode { serve, print_routes };
+int run_serve(const std::vector<std::string>& args, serve_mode mode = serve_mode::serve);
 int run_token_command(const std::vector<std::string>& args);
 
 // The name of the last schema change this binary needs (see schema/sqitch.plan).

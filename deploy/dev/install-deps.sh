@@ -28,7 +28,14 @@ packages=(
   postgresql-15 sqitch libdbd-pg-perl
   # tools the tests, benchmarks and docs use
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
+  # the OpenAPI tests read docs/openapi.yaml and check responses against its schemas
+  python3-yaml python3-jsonschema
 )
+# Node.js and npm run Redocly CLI, the OpenAPI linter (tests/support/redocly.sh installs it with
+# npm). Debian's packages only where none is on the PATH: a Node.js from elsewhere (NodeSource,
+# say) conflicts with Debian's npm package.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 check_only=0 simulate=0 all=0
 for arg in "$@"; do
