@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <charconv>
+#include <cmath>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -425,7 +426,10 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, std::i
         {"state", s->state},
         {"in_flight", s->jobs_in_flight},
         {"max_in_flight", s->max_in_flight},
-        {"rate_limit", s->rate_limit},
+        // Boost.JSON writes 20.0 as 2E1: a whole rate as an integer, the way people write it.
+        {"rate_limit", s->rate_limit == std::floor(s->rate_limit) && s->rate_limit < 1e15
+                           ? json::value(static_cast<std::int64_t>(s->rate_limit))
+                           : json::value(s->rate_limit)},
         {"calls", s->calls},
         {"rate_limit_waits", s->rate_limit_waits},
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},

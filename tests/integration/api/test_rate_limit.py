@@ -21,6 +21,12 @@ class RateLimitTest(ServiceTestCase):
         [p] = r.json()["providers"]
         return p
 
+    def test_the_rate_limit_is_shown_as_configured(self):
+        r = self.service.request("GET", "/providers")
+        body = r.body.decode() if isinstance(r.body, bytes) else r.body
+        self.assertIn('"rate_limit":%d,' % RATE, body)
+        self.assertEqual(self.provider()["rate_limit"], RATE)
+
     def test_a_burst_of_creates_is_paced_at_the_rate_limit(self):
         before = self.provider()["calls"]
         burst = 40
