@@ -178,6 +178,30 @@ class GceJanitor(ReservationCase):
     def janitor(self):
         return self.provider()["janitor"]
 
+    def test_a_doubtful_view_releases_nothing(self):
+        # Every reservations.list fails: the janitor cannot know what is at the cloud.
+        fault = EMU.control("POST", "fail", {"count": None, "status": 503, "method": "GET",
+                                             "path_regex": r"/zones/[^/]+/reservations$"})
+        try:
+            rid = self.reserve(count=1, zones=[ZONES3[1]])["id"]
+            self.wait_reservation(rid, "active")
+            wait_until(lambda: self.janitor()["frozen"], 30, what="the janitor to freeze")
+            self.db.query("ALTER TABLE reservations DISABLE TRIGGER reservations_record_event")
+            self.db.query(f"UPDATE reservations SET state = 'failed' WHERE id = '{rid}'")
+            self.db.query("ALTER TABLE reservations ENABLE TRIGGER reservations_record_event")
+            time.sleep(4)  # past the orphan grace, several passes
+            self.assertTrue(self.janitor()["frozen"])
+            self.assertEqual(len(emu_reservations(name=self.cloud_name(rid))), 1,
+                             "released on a doubtful view")
+            self.assertGreater(EMU.control("GET", "faults")["faults"][0]["fired"], 3)
+        finally:
+            EMU.control("DELETE", "faults")
+        self.assertEqual(fault["kind"], "error")
+        # Its view clear again, the janitor releases the orphan.
+        wait_until(lambda: not emu_reservations(name=self.cloud_name(rid)), 30,
+                   what="the orphan to be released once the listing works")
+        self.assertFalse(self.janitor()["frozen"])
+
     def test_expired_unused_and_orphaned_go_and_a_fresh_one_stays(self):
         fresh = self.reserve(count=1, zones=[ZONES3[0]])["id"]
         expiring = self.reserve(count=1, zones=[ZONES3[1]])["id"]
