@@ -94,13 +94,23 @@ class Metrics(ServiceTestCase):
         self.assertEqual(self.service.request("GET", "/instances", auth=False).status, 401)
         self.assertEqual(self.service.request("GET", "/no/such/thing").status, 404)
 
-        text = self.scrape()
+        def delta(method, route, status, now=None):
+            return (self.http_count(after if now is None else now, method, route, status)
+                    - self.http_count(before, method, route, status))
+
+        # A response is counted just after it is written: wait for the last ones to land.
+        def settled():
+            text = self.scrape()
+            now, _ = parse(text)
+            done = (delta("POST", "/instances", 201, now) >= n
+                    and delta("DELETE", "/instances/:id", 202, now) >= n
+                    and delta("GET", "/instances/:id", 404, now) >= 1
+                    and delta("GET", "/instances", 401, now) >= 1
+                    and delta("GET", "unmatched", 404, now) >= 1)
+            return text if done else None
+        text = wait_until(settled, 10, interval=0.2, what="the requests counted")
         self.promtool_check(text)
         after, types = parse(text)
-
-        def delta(method, route, status):
-            return (self.http_count(after, method, route, status)
-                    - self.http_count(before, method, route, status))
 
         # Requests by route template and status, counted exactly.
         self.assertEqual(delta("POST", "/instances", 201), n)
@@ -223,11 +233,15 @@ class Metrics(ServiceTestCase):
         status, _, _ = self.get_from(self.admin_port, "/instances",
                                      {"Authorization": "token " + self.service.token})
         self.assertEqual(status, 404)
-        # What the admin listener answered is counted like the rest.
-        samples, _ = parse(self.scrape(self.admin_port))
-        self.assertGreaterEqual(self.http_count(samples, "GET", "/metrics", 200), 2)
-        self.assertGreaterEqual(self.http_count(samples, "GET", "/livez", 200), 1)
-        self.assertGreaterEqual(self.http_count(samples, "GET", "unmatched", 404), 1)
+        # What the admin listener answered is counted like the rest (a response is counted once
+        # it is written, so a scrape sees the ones before it).
+        def counted():
+            s, _ = parse(self.scrape(self.admin_port))
+            return (self.http_count(s, "GET", "/metrics", 200) >= 1
+                    and self.http_count(s, "GET", "/livez", 200) >= 1
+                    and self.http_count(s, "GET", "/readyz", 200) >= 1
+                    and self.http_count(s, "GET", "unmatched", 404) >= 1)
+        wait_until(counted, 10, interval=0.2, what="the admin listener's responses counted")
 
 
 if __name__ == "__main__":
