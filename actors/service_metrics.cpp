@@ -347,9 +347,14 @@ asio::awaitable<void> service_metrics::refresh_database() {
   refreshed_at_.store(now.time_since_epoch().count());
   const pg::batch_item items[] = {pg::batch_item(instances_sql), pg::batch_item(reservations_sql),
                                   pg::batch_item(jobs_sql)};
+  // Cleared however the read ends, a shutdown's cancellation included; this object outlives
+  // every scrape.
+  struct done_refreshing {
+    std::atomic<bool>& flag;
+    ~done_refreshing() { flag.store(false); }
+  } guard{refreshing_};
   auto reading = pool_->pipeline(items, after(std::chrono::seconds(2)));
   auto got = co_await std::move(reading);
-  refreshing_.store(false);
   if (!got || got->size() != 3) {
     database_ok_.store(false);
     refresh_errors_.inc();
@@ -361,37 +366,50 @@ asio::awaitable<void> service_metrics::refresh_database() {
   const pg::rows& inst = (*got)[0];
   const pg::rows& res = (*got)[1];
   const pg::rows& jobs = (*got)[2];
-  // What the query does not list is zero now.
+  // Counted first and set once each, so that a scrape rendering meanwhile never sees a zero
+  // that is not one. What the queries do not list is zero; rows of providers no longer
+  // configured are left out (labels come from the configuration).
+  std::map<std::pair<std::string, std::string>, double> instances;
+  std::map<std::pair<std::string, std::string>, double> reservations;
+  struct per_provider {
+    double past_end = 0, queued = 0, delayed = 0, lag = 0;
+  };
+  std::map<std::string, per_provider, std::less<>> figures;
   for (provider_actor* p : providers_) {
     const std::string& name = p->section().name;
-    for (auto state : instance_states) instances_.with({name, state}).set(0);
-    for (auto state : reservation_states) reservations_.with({name, state}).set(0);
-    reservations_past_end_.with({name}).set(0);
-    jobs_queued_.with({name}).set(0);
-    jobs_delayed_.with({name}).set(0);
-    queue_lag_.with({name}).set(0);
+    for (auto state : instance_states) instances[{name, std::string(state)}] = 0;
+    for (auto state : reservation_states) reservations[{name, std::string(state)}] = 0;
+    figures[name] = {};
   }
-  // Rows of providers no longer configured are left out: labels come from the configuration.
-  const auto known = [this](std::string_view provider) {
-    for (provider_actor* p : providers_)
-      if (p->section().name == provider) return true;
-    return false;
+  const auto set_if_known = [](auto& counts, std::string_view provider, std::string_view state,
+                               double n) {
+    if (auto it = counts.find({std::string(provider), std::string(state)}); it != counts.end()) {
+      it->second = n;
+    }
   };
   for (int i = 0; i < static_cast<int>(inst.size()); ++i) {
-    if (known(inst.text(i, 0)))
-      instances_.with({inst.text(i, 0), inst.text(i, 1)}).set(number(inst.text(i, 2)));
+    set_if_known(instances, inst.text(i, 0), inst.text(i, 1), number(inst.text(i, 2)));
   }
   for (int i = 0; i < static_cast<int>(res.size()); ++i) {
-    if (!known(res.text(i, 0))) continue;
-    reservations_.with({res.text(i, 0), res.text(i, 1)}).set(number(res.text(i, 2)));
-    auto& g = reservations_past_end_.with({res.text(i, 0)});
-    g.set(g.value() + number(res.text(i, 3)));
+    set_if_known(reservations, res.text(i, 0), res.text(i, 1), number(res.text(i, 2)));
+    if (auto it = figures.find(res.text(i, 0)); it != figures.end()) {
+      it->second.past_end += number(res.text(i, 3));
+    }
   }
   for (int i = 0; i < static_cast<int>(jobs.size()); ++i) {
-    if (!known(jobs.text(i, 0))) continue;
-    jobs_queued_.with({jobs.text(i, 0)}).set(number(jobs.text(i, 1)));
-    jobs_delayed_.with({jobs.text(i, 0)}).set(number(jobs.text(i, 2)));
-    queue_lag_.with({jobs.text(i, 0)}).set(number(jobs.text(i, 3)));
+    if (auto it = figures.find(jobs.text(i, 0)); it != figures.end()) {
+      it->second.queued = number(jobs.text(i, 1));
+      it->second.delayed = number(jobs.text(i, 2));
+      it->second.lag = number(jobs.text(i, 3));
+    }
+  }
+  for (const auto& [key, n] : instances) instances_.with({key.first, key.second}).set(n);
+  for (const auto& [key, n] : reservations) reservations_.with({key.first, key.second}).set(n);
+  for (const auto& [name, f] : figures) {
+    reservations_past_end_.with({name}).set(f.past_end);
+    jobs_queued_.with({name}).set(f.queued);
+    jobs_delayed_.with({name}).set(f.delayed);
+    queue_lag_.with({name}).set(f.lag);
   }
 }
 
