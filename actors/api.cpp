@@ -263,6 +263,10 @@ void api::install(net::router& r) {
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   install_reservations(r);
+  install_operations(r);
+}
+
+void api::install_operations(net::router& r) {
   r.add(
       http::verb::get, "/livez", [this](net::request_context& c) { return livez(c); }, "livez");
   r.add(

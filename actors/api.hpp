@@ -49,6 +49,8 @@ class api {
       authenticator& auth, health& h, std::map<std::string, provider_actor*> providers);
 
   void install(net::router& r);
+  // Only /livez and /readyz (install() includes them): for the admin listener.
+  void install_operations(net::router& r);
 
  private:
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,

@@ -76,8 +76,7 @@ void provider_actor::handle(provider_message&& m) {
   s.name = section_.name;
   s.type = std::string(driver_->type());
   s.zones = driver_->zones();
-  const auto now = steady_clock::now();
-  s.state = now < open_until_ ? "open" : consecutive_failures_ > 0 ? "degraded" : "ok";
+  s.state = std::string(circuit_state());
   s.jobs_in_flight = jobs_in_flight_;
   s.rate_limit = section_.rate_limit;
   s.max_in_flight = section_.max_in_flight;
@@ -96,6 +95,11 @@ void provider_actor::handle(provider_message&& m) {
                {"orphans_cancelled", janitor_stats_.orphans_cancelled.load()},
                {"frozen", janitor_stats_.frozen.load()}};
   q.reply(std::move(s));
+}
+
+std::string_view provider_actor::circuit_state() const {
+  if (steady_clock::now() < open_until_.load()) return "open";
+  return consecutive_failures_.load() > 0 ? "degraded" : "ok";
 }
 
 asio::awaitable<result<provider_status>> provider_actor::status(deadline dl) {
@@ -137,9 +141,9 @@ asio::awaitable<void> provider_actor::run_delete(vm_ref ref, std::string key,
 asio::awaitable<void> provider_actor::pace() {
   for (;;) {
     const auto now = steady_clock::now();
-    if (now < open_until_) {
+    if (const auto until = open_until_.load(); now < until) {
       ++rate_limit_waits_;
-      co_await sleep_for(open_until_ - now);
+      co_await sleep_for(until - now);
       continue;
     }
     const auto wait = bucket_.try_take(now);

@@ -102,6 +102,9 @@ class provider_actor : public actor<provider_actor, provider_message> {
   boost::asio::awaitable<result<provider_status>> status(deadline dl);
   [[nodiscard]] reconcile_stats& reconciliation() { return reconcile_stats_; }
   [[nodiscard]] janitor_stats& janitoring() { return janitor_stats_; }
+  // For /metrics, from any thread.
+  [[nodiscard]] std::string_view circuit_state() const;  // ok | degraded | open
+  [[nodiscard]] std::uint64_t rate_limit_waits() const { return rate_limit_waits_.load(); }
 
  private:
   boost::asio::awaitable<void> run(job j);
@@ -149,11 +152,12 @@ class provider_actor : public actor<provider_actor, provider_message> {
   // Zone and instance type pairs that ran out of capacity, tried last until then.
   std::map<std::string, steady_clock::time_point> avoid_until_;
   std::size_t jobs_in_flight_ = 0;
-  unsigned consecutive_failures_ = 0;
-  steady_clock::time_point open_until_{};
+  // Written on the strand; atomic so that /metrics can read them from any thread.
+  std::atomic<unsigned> consecutive_failures_{0};
+  std::atomic<steady_clock::time_point> open_until_{};
   std::string last_error_;
-  std::uint64_t calls_ = 0;
-  std::uint64_t rate_limit_waits_ = 0;
+  std::atomic<std::uint64_t> calls_{0};
+  std::atomic<std::uint64_t> rate_limit_waits_{0};
   static constexpr std::chrono::minutes zone_avoidance{3};
   static constexpr std::chrono::seconds call_timeout{120};
   static constexpr std::chrono::minutes list_timeout{5};

@@ -38,11 +38,16 @@ void scheduler::handle(scheduler_message&& m) {
     in_flight_.erase(d->j.id);
     if (auto it = slots_.find(d->j.provider); it != slots_.end() && it->second.in_flight > 0) {
       --it->second.in_flight;
+      note_running(it->first, it->second);
     }
     stats_.running.store(static_cast<std::int64_t>(in_flight_.size()));
     spawn(record(std::move(d->j), std::move(d->outcome)), "record");
   }
   claim_more();
+}
+
+void scheduler::note_running(const std::string& provider, const slot& s) {
+  if (metrics_.running) metrics_.running->with({provider}).set(static_cast<double>(s.in_flight));
 }
 
 void scheduler::claim_more() {
@@ -76,6 +81,7 @@ asio::awaitable<void> scheduler::claim(std::string provider) {
       in_flight_[id] = provider;
       ++s.in_flight;
       stats_.claimed.fetch_add(1, std::memory_order_relaxed);
+      if (metrics_.claimed) metrics_.claimed->with({provider}).inc();
       if (!s.actor->tell(run_job{std::move(j)})) {
         // Cannot happen while capacity ≤ the mailbox; if it does, the lease brings it back.
         in_flight_.erase(id);
@@ -84,6 +90,7 @@ asio::awaitable<void> scheduler::claim(std::string provider) {
       }
     }
     stats_.running.store(static_cast<std::int64_t>(in_flight_.size()));
+    note_running(provider, s);
     if (jobs->size() < room && !s.again) break;  // the queue is empty for now
     s.again = false;
   }
@@ -103,6 +110,13 @@ asio::awaitable<void> scheduler::record_here(job j, job_outcome o) {
     case k::succeeded: stats_.succeeded.fetch_add(1, std::memory_order_relaxed); break;
     case k::failed: stats_.failed.fetch_add(1, std::memory_order_relaxed); break;
     default: stats_.retried.fetch_add(1, std::memory_order_relaxed); break;
+  }
+  if (metrics_.outcomes) {
+    const std::string_view outcome = o.gives_up(j)            ? "failed"
+                                     : o.what == k::succeeded ? "succeeded"
+                                     : o.what == k::wait      ? "waiting"
+                                                              : "retried";
+    metrics_.outcomes->with({j.provider, j.kind, outcome}).inc();
   }
   if (o.gives_up(j)) {
     log::warn("job failed", {{"job_id", j.id},

@@ -3,6 +3,7 @@
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
 #include "core/actor.hpp"
+#include "core/metrics.hpp"
 
 #include <map>
 #include <unordered_map>
@@ -25,6 +26,13 @@ struct scheduler_stats {
   std::atomic<std::int64_t> running{0};
 };
 
+// Where the scheduler counts; any may be null.
+struct scheduler_metrics {
+  metrics::family<metrics::counter>* outcomes = nullptr;  // provider, kind, outcome
+  metrics::family<metrics::counter>* claimed = nullptr;   // provider
+  metrics::family<metrics::gauge>* running = nullptr;     // provider: jobs this process holds
+};
+
 // Hands queued jobs to the provider actors. Jobs are claimed from PostgreSQL with
 // FOR UPDATE SKIP LOCKED and a lease that this process renews while it works on them, so
 // several processes share one queue and a dead process's jobs come back when its leases end.
@@ -43,6 +51,8 @@ class scheduler : public actor<scheduler, scheduler_message> {
   boost::asio::awaitable<void> drain(deadline dl);
 
   [[nodiscard]] const scheduler_stats& stats() const { return stats_; }
+  // Before start().
+  void set_metrics(scheduler_metrics m) { metrics_ = m; }
 
  private:
   struct slot {
@@ -54,6 +64,7 @@ class scheduler : public actor<scheduler, scheduler_message> {
   };
 
   void claim_more();
+  void note_running(const std::string& provider, const slot& s);
   boost::asio::awaitable<void> claim(std::string provider);
   boost::asio::awaitable<void> record(job j, job_outcome o);
   boost::asio::awaitable<void> record_here(job j, job_outcome o);
@@ -70,6 +81,7 @@ class scheduler : public actor<scheduler, scheduler_message> {
   bool draining_ = false;
   std::size_t records_pending_ = 0;
   scheduler_stats stats_;
+  scheduler_metrics metrics_;
 };
 
 }  // namespace cloudbrain

@@ -8,6 +8,7 @@
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
 #include "actors/scheduler.hpp"
+#include "actors/service_metrics.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/log.hpp"
 #include "core/pg/pool.hpp"
@@ -16,6 +17,7 @@
 #include "core/uuid.hpp"
 #include "net/server.hpp"
 #include "providers/driver.hpp"
+#include "providers/metered_driver.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -114,16 +116,30 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
   }
   // The route table goes to stdout, where the log would go too.
   log::init(mode == serve_mode::serve ? cfg->log_level : log::level::off);
-  auto listen = split_host_port(cfg->listen);
-  boost::system::error_code ec;
-  const auto address = asio::ip::make_address(listen->first, ec);
-  if (ec) {
-    std::cerr << "cloudbrain serve: 'listen' needs an IP address, not '" << listen->first << "'\n";
-    return 2;
+  const auto endpoint_of = [](std::string_view key,
+                              const std::string& value) -> std::optional<asio::ip::tcp::endpoint> {
+    auto host_port = split_host_port(value);
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(host_port->first, ec);
+    if (ec) {
+      std::cerr << "cloudbrain serve: '" << key << "' needs an IP address, not '"
+                << host_port->first << "'\n";
+      return std::nullopt;
+    }
+    return asio::ip::tcp::endpoint(address, host_port->second);
+  };
+  const auto listen = endpoint_of("listen", cfg->listen);
+  if (!listen) return 2;
+  std::optional<asio::ip::tcp::endpoint> admin_listen;
+  if (!cfg->admin_listen.empty()) {
+    admin_listen = endpoint_of("admin-listen", cfg->admin_listen);
+    if (!admin_listen) return 2;
   }
 
   asio::io_context ioc(static_cast<int>(cfg->threads));
   blocking_pool blocking(cfg->blocking_threads);
+  health status;
+  service_metrics meter(CLOUDBRAIN_VERSION, blocking, status);
 
   std::vector<std::unique_ptr<providers::driver>> drivers;
   for (const auto& section : cfg->providers) {
@@ -133,20 +149,23 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
       std::cerr << "cloudbrain serve: " << d.error().detail << "\n";
       return 2;
     }
-    drivers.push_back(std::move(*d));
+    drivers.push_back(std::make_unique<providers::metered_driver>(std::move(*d), section.name,
+                                                                  meter.cloud_calls()));
   }
 
   pg::pool_config pool_cfg;
   pool_cfg.conninfo = cfg->database_url;
   pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.query_seconds = meter.db_query_seconds();
   pg::pool pool(ioc.get_executor(), pool_cfg);
+  meter.watch(pool);
 
   const std::string owner = process_owner_id();
   instance_store store(pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
-  health status;
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
+  sched.set_metrics(meter.for_scheduler());
   std::vector<std::unique_ptr<provider_actor>> actors;
   std::map<std::string, provider_actor*> by_name;
   for (std::size_t i = 0; i < cfg->providers.size(); ++i) {
@@ -158,6 +177,7 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
           }
         }));
     by_name[cfg->providers[i].name] = actors.back().get();
+    meter.watch(*actors.back());
     sched.add_provider(*actors.back());
   }
   std::vector<std::unique_ptr<reconciler>> reconcilers;
@@ -175,9 +195,17 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
   auto routes = std::make_shared<net::router>();
   api http_api(*cfg, store, reservations, auth, status, by_name);
   http_api.install(*routes);
+  // API.md: /livez, /readyz and /metrics need no token, on either listener.
+  routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+  meter.learn_routes(*routes);
+  const auto on_request_done = [&meter](std::string_view method, std::string_view route,
+                                        unsigned code, std::chrono::nanoseconds took) {
+    meter.request_done(method, route, code, took);
+  };
   net::server_config server_cfg;
-  server_cfg.listen = asio::ip::tcp::endpoint(address, listen->second);
+  server_cfg.listen = *listen;
   server_cfg.max_connections = cfg->max_connections;
+  server_cfg.on_request_done = on_request_done;
   net::server server(ioc, server_cfg, routes);
   if (mode == serve_mode::print_routes) {
     for (const auto& r : routes->routes()) {
@@ -185,6 +213,19 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
                 << (r.upgrade ? " upgrade" : "") << '\n';
     }
     return 0;
+  }
+
+  // The admin listener: only the operations routes, for probes and Prometheus.
+  std::unique_ptr<net::server> admin;
+  if (admin_listen) {
+    auto admin_routes = std::make_shared<net::router>();
+    http_api.install_operations(*admin_routes);
+    admin_routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+    net::server_config admin_cfg;
+    admin_cfg.listen = *admin_listen;
+    admin_cfg.max_connections = 256;
+    admin_cfg.on_request_done = on_request_done;
+    admin = std::make_unique<net::server>(ioc, admin_cfg, admin_routes);
   }
 
   int exit_code = 0;
@@ -201,6 +242,8 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
+    // Last, so that probes and scrapes see the drain to its end.
+    if (admin) co_await admin->shutdown(after(std::chrono::seconds(2)));
     auth.close();
     ioc.stop();
   };
@@ -227,6 +270,14 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
           exit_code = 1;
           ioc.stop();
           co_return;
+        }
+        if (admin) {
+          if (auto started = admin->start(); !started) {
+            std::cerr << "cloudbrain serve: " << started.error().detail << "\n";
+            exit_code = 1;
+            ioc.stop();
+            co_return;
+          }
         }
         auth.start();
         sched.start();

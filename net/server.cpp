@@ -202,7 +202,10 @@ void record(const server_config& cfg, const access_record& r) {
                         {"duration_ms", ms},
                         {"remote", r.remote}});
   if (cfg.on_request_done) {
-    cfg.on_request_done(r.route, r.status,
+    // The method as sent may be anything; a label takes only the standard ones.
+    const http::verb verb = http::string_to_verb(r.method);
+    const std::string_view method = verb == http::verb::unknown ? "other" : http::to_string(verb);
+    cfg.on_request_done(method, r.route, r.status,
                         std::chrono::duration_cast<std::chrono::nanoseconds>(took));
   }
 }

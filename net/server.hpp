@@ -28,10 +28,12 @@ struct server_config {
   std::chrono::milliseconds read_timeout = std::chrono::seconds(30);   // a whole request
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(75);   // between requests
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);  // a whole response
-  // Called once per response written, from the connection's strand. `route` is the matched
-  // route's name, or one of "unmatched" (404/405), "invalid" (a request that could not be read
-  // or parsed), "rejected" (over max_connections or draining): a bounded set for metric labels.
-  std::function<void(std::string_view route, unsigned status, std::chrono::nanoseconds took)>
+  // Called once per response written, from the connection's strand. `method` is a standard
+  // method's name or "other"; `route` is the matched route's name, or one of "unmatched"
+  // (404/405), "invalid" (a request that could not be read or parsed), "rejected" (over
+  // max_connections or draining): both bounded sets, for metric labels.
+  std::function<void(std::string_view method, std::string_view route, unsigned status,
+                     std::chrono::nanoseconds took)>
       on_request_done;
 };
 

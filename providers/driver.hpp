@@ -163,8 +163,9 @@ class driver {
   // The driver's own figures for GET /providers (VMs simulated, tokens fetched, ...).
   [[nodiscard]] virtual boost::json::object details() const { return {}; }
 
-  // Installed by the provider actor before the first call.
-  void set_pacer(call_pacer pacer) { pacer_ = std::move(pacer); }
+  // Installed by the provider actor before the first call. Virtual so that a driver wrapping
+  // another (metered_driver) hands it on.
+  virtual void set_pacer(call_pacer pacer) { pacer_ = std::move(pacer); }
 
  protected:
   // Every request to the cloud awaits this first.

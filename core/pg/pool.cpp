@@ -1,6 +1,7 @@
 #include "core/pg/pool.hpp"
 
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -52,7 +53,11 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
   }
 
   template <class R>
-  void count(const R& outcome) noexcept {
+  void count(const R& outcome, std::chrono::steady_clock::time_point started) noexcept {
+    if (config_.query_seconds != nullptr) {
+      config_.query_seconds->observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
     queries_.fetch_add(1, std::memory_order_relaxed);
     if (outcome) return;
     errors_.fetch_add(1, std::memory_order_relaxed);
@@ -276,9 +281,10 @@ using asio::awaitable;
 template <class T, class Operation>
 awaitable<result<T>> with_lease(std::shared_ptr<detail::pool_state> state, time_point deadline,
                                 Operation operation) {
+  const auto started = std::chrono::steady_clock::now();
   auto l = co_await state->acquire(deadline, false);
   if (!l) {
-    state->count(l);
+    state->count(l, started);
     co_return l.error();
   }
   auto r = co_await operation(l->get());
@@ -288,12 +294,12 @@ awaitable<result<T>> with_lease(std::shared_ptr<detail::pool_state> state, time_
     l->reset();
     l = co_await state->acquire(deadline, true);
     if (!l) {
-      state->count(l);
+      state->count(l, started);
       co_return l.error();
     }
     r = co_await operation(l->get());
   }
-  state->count(r);
+  state->count(r, started);
   co_return r;
 }
 

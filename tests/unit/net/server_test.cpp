@@ -108,10 +108,11 @@ std::shared_ptr<router> test_routes(const std::shared_ptr<probe>& p) {
 
 server_config test_config(const std::shared_ptr<probe>& p) {
   server_config cfg;
-  cfg.on_request_done = [p](std::string_view route, unsigned status, std::chrono::nanoseconds) {
+  cfg.on_request_done = [p](std::string_view method, std::string_view route, unsigned status,
+                            std::chrono::nanoseconds) {
     {
       std::lock_guard lock(p->mutex);
-      p->done.emplace_back(std::string(route), status);
+      p->done.emplace_back(std::string(method) + " " + std::string(route), status);
     }
     ++p->done_calls;
   };
@@ -574,7 +575,7 @@ TEST_F(server_test, reports_each_request_to_the_metrics_hook) {
   c.get("/instances/x");
   ASSERT_TRUE(eventually([&] { return probe_->done_calls == 4; }));
   const std::vector<std::pair<std::string, unsigned>> expected{
-      {"hello", 200}, {"unmatched", 404}, {"boom", 500}, {"instances.get", 200}};
+      {"GET hello", 200}, {"GET unmatched", 404}, {"GET boom", 500}, {"GET instances.get", 200}};
   EXPECT_EQ(probe_->requests_done(), expected);
 }
 

@@ -1,0 +1,123 @@
+#pragma once
+
+#include "actors/health.hpp"
+#include "actors/provider_actor.hpp"
+#include "actors/scheduler.hpp"
+#include "core/blocking_pool.hpp"
+#include "core/metrics.hpp"
+#include "core/pg/pool.hpp"
+#include "net/router.hpp"
+#include "providers/metered_driver.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cloudbrain {
+
+// What the process itself uses, from /proc/self (read on the blocking pool).
+struct process_figures {
+  bool ok = false;
+  double cpu_seconds = 0;
+  double resident_bytes = 0;
+  double virtual_bytes = 0;
+  double open_fds = 0;
+  double max_fds = 0;
+  double start_time_seconds = 0;  // since the Unix epoch
+};
+[[nodiscard]] process_figures read_process_figures();
+
+// Every metric of the service, in one registry, and GET /metrics. Figures that live elsewhere
+// (an actor's atomics, the pool's gauges) are copied in at scrape time; figures that live in
+// PostgreSQL (instances and reservations by state, the job queue) are read with one pipelined
+// round trip at scrape time, at most every `database_refresh` and never by two scrapes at once.
+class service_metrics {
+ public:
+  static constexpr std::chrono::seconds database_refresh{2};
+
+  service_metrics(std::string_view version, blocking_pool& blocking, const health& status);
+  service_metrics(const service_metrics&) = delete;
+  service_metrics& operator=(const service_metrics&) = delete;
+
+  [[nodiscard]] metrics::registry& registry() { return registry_; }
+
+  // The routes whose names become route templates in the HTTP metrics; call before serving.
+  void learn_routes(const net::router& r);
+  // The server's per-response hook (net::server_config::on_request_done).
+  void request_done(std::string_view method, std::string_view route, unsigned status,
+                    std::chrono::nanoseconds took);
+
+  [[nodiscard]] providers::cloud_call_metrics cloud_calls();
+  [[nodiscard]] metrics::histogram* db_query_seconds() { return &db_query_seconds_; }
+  [[nodiscard]] scheduler_metrics for_scheduler();
+
+  // What to report on; call before serving. The pool's own config should carry
+  // db_query_seconds().
+  void watch(pg::pool& pool);
+  void watch(provider_actor& p);
+
+  // The handler of GET /metrics.
+  [[nodiscard]] net::handler handler();
+
+ private:
+  boost::asio::awaitable<void> refresh_database();
+  void collect();
+
+  pg::pool* pool_ = nullptr;
+  blocking_pool& blocking_;
+  const health& health_;
+  metrics::registry registry_;
+  std::map<std::string, std::string, std::less<>> route_templates_;  // route name -> pattern
+  std::vector<provider_actor*> providers_;
+  std::atomic<bool> refreshing_{false};
+  std::atomic<steady_clock::rep> refreshed_at_{0};  // steady_clock ticks of the last attempt
+  std::atomic<bool> database_ok_{false};
+
+  // HTTP
+  metrics::family<metrics::counter>& http_requests_;
+  metrics::family<metrics::histogram>& http_seconds_;
+  // Cloud calls and providers
+  metrics::family<metrics::counter>& cloud_calls_;
+  metrics::family<metrics::histogram>& cloud_seconds_;
+  metrics::family<metrics::counter>& rate_limit_waits_;
+  metrics::family<metrics::gauge>& circuit_;
+  metrics::family<metrics::counter>& orphans_;
+  metrics::family<metrics::counter>& vanished_;
+  metrics::family<metrics::gauge>& stuck_deletes_;
+  metrics::family<metrics::counter>& janitor_cancelled_;
+  metrics::family<metrics::gauge>& frozen_;
+  // Jobs
+  metrics::family<metrics::counter>& job_outcomes_;
+  metrics::family<metrics::counter>& jobs_claimed_;
+  metrics::family<metrics::gauge>& jobs_running_;
+  metrics::family<metrics::gauge>& jobs_queued_;
+  metrics::family<metrics::gauge>& jobs_delayed_;
+  metrics::family<metrics::gauge>& queue_lag_;
+  // State in PostgreSQL
+  metrics::family<metrics::gauge>& instances_;
+  metrics::family<metrics::gauge>& reservations_;
+  metrics::family<metrics::gauge>& reservations_past_end_;
+  metrics::counter& refresh_errors_;
+  // Database pool
+  metrics::family<metrics::gauge>& db_connections_;
+  metrics::gauge& db_waiting_;
+  metrics::gauge& db_max_connections_;
+  metrics::counter& db_queries_;
+  metrics::counter& db_errors_;
+  metrics::counter& db_timeouts_;
+  metrics::histogram& db_query_seconds_;
+  // The process
+  metrics::gauge& ready_;
+  metrics::gauge& readiness_warnings_;
+  metrics::counter& cpu_seconds_;
+  metrics::gauge& resident_bytes_;
+  metrics::gauge& virtual_bytes_;
+  metrics::gauge& open_fds_;
+  metrics::gauge& max_fds_;
+  metrics::gauge& start_time_;
+};
+
+}  // namespace cloudbrain
