@@ -4,6 +4,7 @@
 #include "actors/authenticator.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
+#include "actors/manual.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
@@ -99,13 +100,15 @@ std::string database_url_from(std::vector<std::string>& args) {
 
 }  // namespace
 
-int run_serve(const std::vector<std::string>& args) {
+int run_serve(const std::vector<std::string>& raw_args) {
+  std::vector<std::string> args = raw_args;
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
-      std::cout << "Usage: cloudbrain serve [OPTIONS]\n\n" << config_help();
+      std::cout << serve_manual();
       return 0;
     }
   }
+  const bool check_only = std::erase(args, "--check-config") > 0;
   auto cfg = load_config(args, process_environment());
   if (!cfg) {
     std::cerr << "cloudbrain serve: " << cfg.error().detail << "\n";
@@ -132,6 +135,13 @@ int run_serve(const std::vector<std::string>& args) {
       return 2;
     }
     drivers.push_back(std::move(*d));
+  }
+  if (check_only) {
+    std::cout << "cloudbrain serve: the configuration is good: listen " << cfg->listen << ", "
+              << cfg->providers.size() << " provider(s)";
+    for (const auto& p : cfg->providers) std::cout << " " << p.name << " (" << p.type << ")";
+    std::cout << "\n";
+    return 0;
   }
 
   pg::pool_config pool_cfg;
