@@ -70,7 +70,7 @@ constexpr const char* configuration_file = R"(CONFIGURATION FILE
 
         credentials = ${CREDENTIALS_DIRECTORY}/cloud_gce-staging.json
 
-    /etc/cloudbrain/cloudbrain.conf.example explains every key.
+    /usr/share/doc/cloudbrain/examples/cloudbrain.conf.example explains every key.
 )";
 
 constexpr const char* environment = R"(ENVIRONMENT
@@ -101,7 +101,8 @@ constexpr const char* signals = R"(SIGNALS
 
 constexpr const char* files = R"(FILES
     /etc/cloudbrain/cloudbrain.conf
-        The configuration of the systemd unit; cloudbrain.conf.example beside it is a start.
+        The configuration of the systemd unit. As installed, every key is commented out, with
+        its default and what it means.
     /etc/cloudbrain/cloudbrain.env
         The units' environment, if it exists: DATABASE_URL=postgresql://USER@HOST/DATABASE.
     /etc/cloudbrain/credentials/
@@ -112,8 +113,9 @@ constexpr const char* files = R"(FILES
     /lib/systemd/system/cloudbrain.service
         The service: Type=notify, a watchdog, a dynamic user and a strict sandbox.
     /lib/systemd/system/cloudbrain-schema.service
-        Runs `sqitch deploy` before every start of cloudbrain.service, so that an upgraded
-        binary finds its schema.
+        Runs `sqitch deploy` (/usr/lib/cloudbrain/cloudbrain-schema-deploy) to the database of
+        the configuration before every start of cloudbrain.service, so that an upgraded binary
+        finds its schema.
 )";
 
 constexpr const char* exit_status = R"(EXIT STATUS
