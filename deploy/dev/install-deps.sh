@@ -28,6 +28,8 @@ packages=(
   postgresql-15 sqitch libdbd-pg-perl
   # tools the tests, benchmarks and docs use
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
+  # the systemd units, the man page and the .deb (systemd-analyze, man -l, cpack, dpkg-shlibdeps)
+  systemd man-db groff-base dpkg-dev
 )
 
 check_only=0 simulate=0 all=0
