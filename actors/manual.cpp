@@ -145,8 +145,9 @@ constexpr const char* examples = R"(EXAMPLES
         curl -H "Authorization: token $TOKEN" -H 'Content-Type: application/json' \
           -d '{"provider":"gce","image":"debian-12"}' http://127.0.0.1:8080/instances
 
-    Deploy the schema by hand:
+    Deploy the schema by hand, as cloudbrain-schema.service does, or with Sqitch itself:
 
+        /usr/lib/cloudbrain/cloudbrain-schema-deploy /etc/cloudbrain/cloudbrain.conf
         cd /usr/share/cloudbrain/schema && sqitch deploy db:pg://cloudbrain@localhost/cloudbrain
 )";
 

@@ -105,6 +105,8 @@ def main():
     out = [
         '.\\" Generated from `cloudbrain --help` by deploy/man-from-help.py; edit actors/manual.cpp.',
         f'.TH CLOUDBRAIN 1 "" "cloudbrain {escape(args.version)}" "cloudbrain manual"',
+        # Option and key names are copied from the page: never hyphenate them.
+        ".nh",
     ]
     heading, body = None, []
     try:
