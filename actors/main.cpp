@@ -1,29 +1,10 @@
+#include "actors/manual.hpp"
 #include "actors/service.hpp"
 
 #include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
-
-namespace {
-
-constexpr const char* usage =
-    R"(cloudbrain — one HTTP API for cloud VM instances and capacity reservations
-
-Usage:
-  cloudbrain serve [--config FILE] [--listen HOST:PORT] [--database-url URL] [OPTIONS]
-  cloudbrain token create "description"     prints: generated token: <token>
-  cloudbrain token list
-  cloudbrain token revoke <id>
-  cloudbrain-create-token "description"     the same as `cloudbrain token create`
-  cloudbrain routes [SERVE OPTIONS]         prints the HTTP routes `serve` would answer
-  cloudbrain --version
-
-`cloudbrain serve --help` lists every option. The database comes from --database-url,
-CLOUDBRAIN_DATABASE_URL or DATABASE_URL.
-)";
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -35,9 +16,13 @@ int main(int argc, char** argv) {
       args.insert(args.begin(), "create");
       return cloudbrain::run_token_command(args);
     }
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      std::cout << usage;
-      return args.empty() ? 2 : 0;
+    if (args.empty()) {
+      std::cerr << cloudbrain::short_usage();
+      return 2;
+    }
+    if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      std::cout << cloudbrain::manual_page();
+      return 0;
     }
     if (args[0] == "--version") {
       std::cout << "cloudbrain " << CLOUDBRAIN_VERSION << "\n";
@@ -49,7 +34,7 @@ int main(int argc, char** argv) {
     if (command == "token") return cloudbrain::run_token_command(args);
     if (command == "routes")
       return cloudbrain::run_serve(args, cloudbrain::serve_mode::print_routes);
-    std::cerr << "cloudbrain: unknown command '" << command << "'\n\n" << usage;
+    std::cerr << "cloudbrain: unknown command '" << command << "'\n\n" << cloudbrain::short_usage();
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "cloudbrain: " << e.what() << "\n";

@@ -4,6 +4,7 @@
 #include "actors/authenticator.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
+#include "actors/manual.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
@@ -101,14 +102,21 @@ std::string database_url_from(std::vector<std::string>& args) {
 
 }  // namespace
 
-int run_serve(const std::vector<std::string>& args, serve_mode mode) {
+int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   const std::string command = mode == serve_mode::serve ? "serve" : "routes";
+  std::vector<std::string> args = raw_args;
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
-      std::cout << "Usage: cloudbrain " << command << " [OPTIONS]\n\n" << config_help();
+      if (mode == serve_mode::serve)
+        std::cout << serve_manual();
+      else
+        std::cout << "Usage: cloudbrain routes [SERVE OPTIONS]\n\n"
+                     "Prints the HTTP routes that serve would answer with these options.\n\n"
+                  << config_help();
       return 0;
     }
   }
+  const bool check_only = std::erase(args, "--check-config") > 0;
   auto cfg = load_config(args, process_environment());
   if (!cfg) {
     std::cerr << "cloudbrain " << command << ": " << cfg.error().detail << "\n";
@@ -151,6 +159,13 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode) {
     }
     drivers.push_back(std::make_unique<providers::metered_driver>(std::move(*d), section.name,
                                                                   meter.cloud_calls()));
+  }
+  if (check_only) {
+    std::cout << "cloudbrain serve: the configuration is good: listen " << cfg->listen << ", "
+              << cfg->providers.size() << " provider(s)";
+    for (const auto& p : cfg->providers) std::cout << " " << p.name << " (" << p.type << ")";
+    std::cout << "\n";
+    return 0;
   }
 
   pg::pool_config pool_cfg;

@@ -14,33 +14,39 @@ namespace po = boost::program_options;
 
 namespace {
 
-// Every global key: its name and its help. All are read as strings and parsed below, so that
-// an error can name the key and the offending value.
+// Every global key: its name, its help and the name of its value in the manual. All are read as
+// strings and parsed below, so that an error can name the key and the offending value.
 struct key_info {
   const char* name;
   const char* help;
+  const char* value = "VALUE";
 };
 constexpr key_info global_keys[] = {
-    {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)"},
-    {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)"},
-    {"database-url", "PostgreSQL connection URL (also DATABASE_URL)"},
-    {"deployment",
-     "name that marks this deployment's resources at the clouds (default cloudbrain)"},
-    {"base-url", "external base URL for Location headers (default: from the Host header)"},
-    {"reconcile-interval", "how often each provider's VMs are compared with the database (30s)"},
-    {"orphan-grace", "age after which a VM of ours with no live instance is deleted (10m)"},
-    {"janitor-interval", "how often the reservation janitor looks for reservations to cancel (1m)"},
+    {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)", "HOST:PORT"},
+    {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)",
+     "HOST:PORT"},
+    {"database-url", "PostgreSQL connection URL (also DATABASE_URL)", "URL"},
+    {"deployment", "name that marks this deployment's resources at the clouds (default cloudbrain)",
+     "NAME"},
+    {"base-url", "external base URL for Location headers (default: from the Host header)", "URL"},
+    {"reconcile-interval", "how often each provider's VMs are compared with the database (30s)",
+     "DURATION"},
+    {"orphan-grace", "age after which a VM of ours with no live instance is deleted (10m)",
+     "DURATION"},
+    {"janitor-interval", "how often the reservation janitor looks for reservations to cancel (1m)",
+     "DURATION"},
     {"reservation-unused-grace",
-     "an active reservation with no instance in it for this long is cancelled (30m)"},
-    {"job-lease", "how long a claimed job stays ours without renewal (30s)"},
-    {"job-max-attempts", "attempts before an instance is marked errored (10)"},
-    {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)"},
-    {"token-cache-ttl", "how long a verified token is remembered without scrypt (5m)"},
-    {"threads", "threads running the event loop (2)"},
-    {"blocking-threads", "threads for scrypt, signing and file reads (2)"},
-    {"db-pool-size", "PostgreSQL connections (16)"},
-    {"max-connections", "concurrent HTTP connections (10000)"},
-    {"log-level", "trace, debug, info, warn, error (info)"},
+     "an active reservation with no instance in it for this long is cancelled (30m)", "DURATION"},
+    {"job-lease", "how long a claimed job stays ours without renewal (30s)", "DURATION"},
+    {"job-max-attempts", "attempts before an instance is marked errored (10)", "N"},
+    {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)",
+     "DURATION"},
+    {"token-cache-ttl", "how long a verified token is remembered without scrypt (5m)", "DURATION"},
+    {"threads", "threads running the event loop (2)", "N"},
+    {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
+    {"db-pool-size", "PostgreSQL connections (16)", "N"},
+    {"max-connections", "concurrent HTTP connections (10000)", "N"},
+    {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
 };
 
 std::string env_name(std::string_view key) {
@@ -185,6 +191,27 @@ result<void> apply_provider_key(provider_section& p, const std::string& key, con
   return {};
 }
 
+// systemd hands a unit's LoadCredential= files over in $CREDENTIALS_DIRECTORY, a directory known
+// only at run time, so a value in the file may name it: credentials = ${CREDENTIALS_DIRECTORY}/key.
+constexpr std::string_view credentials_directory_ref = "${CREDENTIALS_DIRECTORY}";
+
+result<std::string> expand_credentials_directory(const std::string& key, std::string value,
+                                                 const environment_lookup& env) {
+  auto pos = value.find(credentials_directory_ref);
+  if (pos == std::string::npos) return value;
+  const auto dir = env("CREDENTIALS_DIRECTORY");
+  if (!dir || dir->empty()) {
+    return fail(errc::bad_config, "'" + key +
+                                      "' names ${CREDENTIALS_DIRECTORY}, which is not set (systemd "
+                                      "sets it for a unit with LoadCredential=)");
+  }
+  while (pos != std::string::npos) {
+    value.replace(pos, credentials_directory_ref.size(), *dir);
+    pos = value.find(credentials_directory_ref, pos + dir->size());
+  }
+  return value;
+}
+
 bool valid_provider_name(std::string_view n) {
   if (n.empty() || n.size() > 63) return false;
   for (char c : n) {
@@ -241,13 +268,16 @@ result<std::pair<std::string, unsigned short>> split_host_port(std::string_view 
 }
 
 std::string config_help() {
+  // The OPTIONS entries of the manual (actors/manual.cpp): a term at four spaces, its meaning at
+  // eight, as deploy/man-from-help.py turns into a man page.
   std::ostringstream out;
-  out << make_description();
-  out << "\nEvery option may also come from the environment as CLOUDBRAIN_<NAME> (e.g.\n"
-         "CLOUDBRAIN_LISTEN, CLOUDBRAIN_ORPHAN_GRACE; DATABASE_URL is read too) or from the INI\n"
-         "file, where each provider has a [provider.NAME] section with type, zones, rate-limit,\n"
-         "max-in-flight, endpoint, max-reserved-instances (1000), max-reservation-duration (7d)\n"
-         "and the keys of its type. Flags override the environment, which overrides the file.\n";
+  out << "    --config FILE\n        INI configuration file (also CLOUDBRAIN_CONFIG)\n";
+  for (const auto& k : global_keys) {
+    out << "    --" << k.name << ' ' << k.value << "\n        " << k.help << "\n";
+  }
+  out << "\n    Every option may also come from the environment as CLOUDBRAIN_<NAME> (e.g.\n"
+         "    CLOUDBRAIN_LISTEN, CLOUDBRAIN_ORPHAN_GRACE; DATABASE_URL is read too) or from the\n"
+         "    configuration file. Flags override the environment, which overrides the file.\n";
   return out.str();
 }
 
@@ -290,7 +320,10 @@ result<service_config> load_config(const std::vector<std::string>& args,
     }
     for (const auto& opt : parsed.options) {
       const std::string& key = opt.string_key;
-      const std::string value = opt.value.empty() ? std::string() : opt.value.front();
+      auto expanded = expand_credentials_directory(
+          key, opt.value.empty() ? std::string() : opt.value.front(), env);
+      if (!expanded) return fail(errc::bad_config, it->second + ": " + expanded.error().detail);
+      const std::string value = std::move(*expanded);
       if (key.rfind("provider.", 0) == 0) {
         const auto rest = key.substr(9);
         const auto dot = rest.find('.');

@@ -59,10 +59,12 @@ using environment_lookup = std::function<std::optional<std::string>(const std::s
 // Reads `serve`'s configuration: flags override CLOUDBRAIN_* (and DATABASE_URL) environment
 // variables, which override the INI file given by --config / CLOUDBRAIN_CONFIG. Any unknown
 // key or bad value is an error whose detail names it. `args` excludes the program and command.
+// In the file, ${CREDENTIALS_DIRECTORY} in a value is replaced by that environment variable
+// (systemd's LoadCredential=); naming it while it is unset is an error.
 [[nodiscard]] result<service_config> load_config(const std::vector<std::string>& args,
                                                  const environment_lookup& env);
 
-// The --help text for `serve`.
+// The options of `serve`, as entries of its manual (see actors/manual.hpp).
 [[nodiscard]] std::string config_help();
 
 // Splits "host:port" or "[v6]:port".

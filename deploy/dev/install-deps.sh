@@ -30,6 +30,8 @@ packages=(
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
   # the OpenAPI tests read docs/openapi.yaml and check responses against its schemas
   python3-yaml python3-jsonschema
+  # the systemd units, the man page and the .deb (systemd-analyze, man -l, cpack, dpkg-shlibdeps)
+  systemd man-db groff-base dpkg-dev
 )
 # Node.js and npm run Redocly CLI, the OpenAPI linter (tests/support/redocly.sh installs it with
 # npm). Debian's packages only where none is on the PATH: a Node.js from elsewhere (NodeSource,

@@ -442,6 +442,37 @@ TEST_F(config_test, provider_settings_and_zones) {
   EXPECT_EQ(r->providers[1].name, "local");
 }
 
+// systemd's LoadCredential= puts key files in $CREDENTIALS_DIRECTORY; the file names them so.
+TEST_F(config_test, credentials_directory_in_file_values) {
+  env["CREDENTIALS_DIRECTORY"] = "/run/credentials/cloudbrain.service";
+  const auto path = write(
+      "database-url = pg://x/y\n"
+      "[provider.gce-staging]\n"
+      "type = gce\n"
+      "credentials = ${CREDENTIALS_DIRECTORY}/cloud_gce-staging.json\n"
+      "ca-file = ${CREDENTIALS_DIRECTORY}/ca.pem  # both\n"
+      "note = ${CREDENTIALS_DIRECTORY}:${CREDENTIALS_DIRECTORY}\n"
+      "other = $CREDENTIALS_DIRECTORY/${HOME}\n");
+  const auto r = load({"--config", path});
+  ASSERT_TRUE(r) << r.error().message();
+  const auto& settings = r->provider("gce-staging")->settings;
+  EXPECT_EQ(settings.at("credentials"),
+            "/run/credentials/cloudbrain.service/cloud_gce-staging.json");
+  EXPECT_EQ(settings.at("ca-file"), "/run/credentials/cloudbrain.service/ca.pem");
+  EXPECT_EQ(settings.at("note"),
+            "/run/credentials/cloudbrain.service:/run/credentials/cloudbrain.service");
+  // Only the braced name is replaced; nothing else in a value is an environment variable.
+  EXPECT_EQ(settings.at("other"), "$CREDENTIALS_DIRECTORY/${HOME}");
+}
+
+TEST_F(config_test, credentials_directory_unset_is_named) {
+  expect_error_naming(
+      "[provider.gce]\ntype = gce\ncredentials = ${CREDENTIALS_DIRECTORY}/gce.json\n",
+      "'provider.gce.credentials' names ${CREDENTIALS_DIRECTORY}, which is not set");
+  env["CREDENTIALS_DIRECTORY"] = "";
+  expect_error_naming("base-url = ${CREDENTIALS_DIRECTORY}\n", "'base-url' names");
+}
+
 TEST_F(config_test, unknown_flag_is_named) {
   const auto r = load({"--database-url", "pg://x/y", "--bogus-flag", "1"});
   ASSERT_FALSE(r);
