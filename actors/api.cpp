@@ -151,7 +151,7 @@ void parse_tags(const json::object& body, validation& v, json::object& out) {
 }
 
 std::pair<instance_request, validation> parse_instance_request(std::string_view body,
-                                                               const service_config& cfg) {
+                                                               const provider_registry& providers) {
   instance_request req;
   validation v;
   boost::system::error_code ec;
@@ -205,7 +205,7 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
   const auto provider = string_field("provider", true, 63);
   const provider_section* section = nullptr;
   if (provider) {
-    section = cfg.provider(*provider);
+    section = providers.section(*provider);
     if (!section) {
       if (v.errors.empty()) v.code = "unknown_provider";
       v.errors.push_back("unknown provider '" + *provider + "'");
@@ -247,13 +247,13 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
 }
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         authenticator& auth, health& h, std::map<std::string, provider_actor*> providers)
+         authenticator& auth, health& h, const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
       auth_(auth),
       health_(h),
-      providers_(std::move(providers)) {}
+      providers_(providers) {}
 
 void api::install(net::router& r) {
   r.add(http::verb::post, "/instances", authenticated(&api::create_instance), "instances.create");
@@ -306,7 +306,7 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
     co_return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
                            "Unsupported media type", "the body must be application/json");
   }
-  auto [req, v] = parse_instance_request(ctx.req.body(), cfg_);
+  auto [req, v] = parse_instance_request(ctx.req.body(), providers_);
   if (!v.ok()) co_return invalid(v);
 
   auto idem = idempotency_of(ctx.req, ctx.req.body());
@@ -414,7 +414,8 @@ asio::awaitable<net::response> api::delete_instance(net::request_context& ctx, s
 
 asio::awaitable<net::response> api::list_providers(net::request_context&, std::int64_t) {
   json::array out;
-  for (const auto& [name, actor] : providers_) {
+  const auto providers = providers_.snapshot();
+  for (const auto& [name, actor] : *providers) {
     auto s = co_await actor->status(after(std::chrono::seconds(2)));
     if (!s) {
       out.push_back(

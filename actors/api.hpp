@@ -4,6 +4,7 @@
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
+#include "actors/provider_registry.hpp"
 #include "actors/reservation_store.hpp"
 #include "core/config.hpp"
 #include "net/router.hpp"
@@ -27,9 +28,9 @@ struct validation {
 // Reads a request body's optional "tags" object into `out`, with every problem in `v`.
 void parse_tags(const boost::json::object& body, validation& v, boost::json::object& out);
 
-// Checks a POST /instances body against API.md and the configured providers.
+// Checks a POST /instances body against API.md and the providers served.
 [[nodiscard]] std::pair<instance_request, validation> parse_instance_request(
-    std::string_view body, const service_config& cfg);
+    std::string_view body, const provider_registry& providers);
 
 // A POST's Idempotency-Key with the SHA-256 of `identity` (what makes two requests the same):
 // none without the header; invalid_argument when it is not 1 to 255 characters.
@@ -46,7 +47,7 @@ void parse_tags(const boost::json::object& body, validation& v, boost::json::obj
 class api {
  public:
   api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-      authenticator& auth, health& h, std::map<std::string, provider_actor*> providers);
+      authenticator& auth, health& h, const provider_registry& providers);
 
   void install(net::router& r);
   // Only /livez and /readyz (install() includes them): for the admin listener.
@@ -84,7 +85,7 @@ class api {
   reservation_store& reservations_;
   authenticator& auth_;
   health& health_;
-  std::map<std::string, provider_actor*> providers_;
+  const provider_registry& providers_;  // SIGHUP may add to it
 };
 
 }  // namespace cloudbrain

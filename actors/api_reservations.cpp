@@ -40,7 +40,8 @@ struct parsed_reservation {
   bool over_cap = false;  // the request asks for more than a cost guard allows
 };
 
-parsed_reservation parse_reservation_request(std::string_view body, const service_config& cfg,
+parsed_reservation parse_reservation_request(std::string_view body,
+                                             const provider_registry& providers,
                                              system_clock::time_point now) {
   parsed_reservation p;
   auto& v = p.v;
@@ -72,7 +73,7 @@ parsed_reservation parse_reservation_request(std::string_view body, const servic
   } else if (!provider->is_string()) {
     v.errors.push_back("'provider' must be a string");
   } else {
-    p.section = cfg.provider(std::string_view(provider->as_string()));
+    p.section = providers.section(std::string_view(provider->as_string()));
     if (!p.section) {
       if (v.errors.empty()) v.code = "unknown_provider";
       v.errors.push_back("unknown provider '" + std::string(provider->as_string()).substr(0, 63) +
@@ -202,7 +203,7 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
     co_return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
                            "Unsupported media type", "the body must be application/json");
   }
-  auto parsed = parse_reservation_request(ctx.req.body(), cfg_, system_clock::now());
+  auto parsed = parse_reservation_request(ctx.req.body(), providers_, system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
   // The route is part of what the key stands for: a key of POST /instances is not one here.
   auto idem = idempotency_of(ctx.req, "POST /reservations\n" + ctx.req.body());

@@ -101,8 +101,12 @@ constexpr const char* signals = R"(SIGNALS
         Stop accepting connections, finish the requests and cloud calls in flight for up to
         shutdown-timeout, and exit.
     SIGHUP
-        Re-read the provider sections of the configuration file without dropping a request
-        (systemctl reload cloudbrain).
+        Read the configuration again (systemctl reload cloudbrain) without dropping a request:
+        providers new to the file are served at once and log-level applies; a changed or
+        removed provider section and the other keys are named in the log and keep their running
+        values until a restart. A file that does not read, or a new section its driver refuses,
+        is refused whole: nothing changes, and the log says why. systemd hears RELOADING=1,
+        then READY=1 with the outcome in STATUS.
 )";
 
 constexpr const char* files = R"(FILES

@@ -4,6 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -20,6 +21,15 @@ scheduler::scheduler(asio::any_io_executor ex, instance_store& store, std::strin
 
 void scheduler::add_provider(provider_actor& p) {
   slots_[p.section().name] = slot{&p, p.section().max_in_flight, 0, false, false};
+}
+
+void scheduler::add_provider_live(provider_actor& p) {
+  // Not through the mailbox: a reload must not be refused because jobs are busy.
+  asio::dispatch(strand(), [this, &p] {
+    add_provider(p);
+    note_running(p.section().name, slots_[p.section().name]);
+    claim_more();
+  });
 }
 
 void scheduler::start() {

@@ -42,7 +42,10 @@ class scheduler : public actor<scheduler, scheduler_message> {
   scheduler(boost::asio::any_io_executor ex, instance_store& store, std::string conninfo,
             std::chrono::milliseconds lease);
 
+  // Before start().
   void add_provider(provider_actor& p);
+  // While running (a reload): the provider gets its slot on the scheduler's strand, and jobs.
+  void add_provider_live(provider_actor& p);
   void start();
   void handle(scheduler_message&& m);
   void on_restart();

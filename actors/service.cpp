@@ -6,6 +6,8 @@
 #include "actors/instance_store.hpp"
 #include "actors/manual.hpp"
 #include "actors/provider_actor.hpp"
+#include "actors/provider_registry.hpp"
+#include "actors/provider_set.hpp"
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
 #include "actors/scheduler.hpp"
@@ -33,6 +35,7 @@
 #include <atomic>
 #include <charconv>
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -79,6 +82,12 @@ asio::awaitable<result<void>> wait_for_database(pg::pool& pool, std::chrono::sec
     asio::steady_timer t(ex, std::chrono::seconds(1));
     co_await t.async_wait(asio::use_awaitable);
   }
+}
+
+std::int64_t monotonic_usec() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1'000;
 }
 
 std::string database_url_from(std::vector<std::string>& args) {
@@ -149,16 +158,12 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   health status;
   service_metrics meter(CLOUDBRAIN_VERSION, blocking, status);
 
-  std::vector<std::unique_ptr<providers::driver>> drivers;
-  for (const auto& section : cfg->providers) {
-    auto d = providers::make_driver(
-        section, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking});
-    if (!d) {
-      std::cerr << "cloudbrain serve: " << d.error().detail << "\n";
-      return 2;
-    }
-    drivers.push_back(std::make_unique<providers::metered_driver>(std::move(*d), section.name,
-                                                                  meter.cloud_calls()));
+  auto drivers = make_metered_drivers(
+      cfg->providers, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking},
+      meter);
+  if (!drivers) {
+    std::cerr << "cloudbrain serve: " << drivers.error().detail << "\n";
+    return 2;
   }
   if (check_only) {
     std::cout << "cloudbrain serve: the configuration is good: listen " << cfg->listen << ", "
@@ -181,34 +186,13 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
-  std::vector<std::unique_ptr<provider_actor>> actors;
-  std::map<std::string, provider_actor*> by_name;
-  for (std::size_t i = 0; i < cfg->providers.size(); ++i) {
-    actors.push_back(std::make_unique<provider_actor>(
-        ioc.get_executor(), cfg->providers[i], std::move(drivers[i]), store, reservations,
-        cfg->deployment, [&sched](job j, job_outcome o) {
-          if (!sched.tell(job_done{std::move(j), std::move(o)})) {
-            log::error("scheduler mailbox full; the job's lease will bring it back");
-          }
-        }));
-    by_name[cfg->providers[i].name] = actors.back().get();
-    meter.watch(*actors.back());
-    sched.add_provider(*actors.back());
-  }
-  std::vector<std::unique_ptr<reconciler>> reconcilers;
-  for (auto& a : actors) {
-    reconcilers.push_back(std::make_unique<reconciler>(ioc.get_executor(), *a, store, status,
-                                                       cfg->reconcile_interval, cfg->orphan_grace));
-  }
-  std::vector<std::unique_ptr<reservation_janitor>> janitors;
-  for (auto& a : actors) {
-    janitors.push_back(std::make_unique<reservation_janitor>(
-        ioc.get_executor(), *a, reservations, status, cfg->janitor_interval,
-        cfg->reservation_unused_grace, cfg->orphan_grace));
-  }
+  provider_registry registry;
+  provider_set served(ioc.get_executor(), *cfg, store, reservations, sched, status, meter, registry,
+                      blocking);
+  served.add(cfg->providers, std::move(*drivers));
 
   auto routes = std::make_shared<net::router>();
-  api http_api(*cfg, store, reservations, auth, status, by_name);
+  api http_api(*cfg, store, reservations, auth, status, registry);
   http_api.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
@@ -244,7 +228,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   }
 
   int exit_code = 0;
-  asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  // SIGHUP from the start: before the loop waits for it, a reload is queued, not fatal.
+  asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
   const sd_notifier systemd;
   std::atomic<bool> stopping{false};
   auto shutdown = [&](std::string why) -> asio::awaitable<void> {
@@ -252,8 +237,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     stopping = true;
     systemd.notify("STOPPING=1\nSTATUS=shutting down");
     status.set_draining();
-    for (auto& r : reconcilers) r->close();
-    for (auto& j : janitors) j->close();
+    served.close();
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
@@ -261,6 +245,27 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     if (admin) co_await admin->shutdown(after(std::chrono::seconds(2)));
     auth.close();
     ioc.stop();
+  };
+
+  // SIGHUP: the provider sections again, from the same file, flags and environment. The
+  // requests in flight and those that arrive meanwhile are served throughout.
+  auto reload = [&]() -> asio::awaitable<void> {
+    systemd.notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) +
+                   "\nSTATUS=reloading the configuration");
+    log::info("reloading the configuration", {{"config", cfg->config_file}});
+    auto reloading = served.reload([args] { return load_config(args, process_environment()); });
+    const auto report = co_await std::move(reloading);
+    meter.config_reloaded(report.ok);
+    const std::string summary = report.summary();
+    if (!report.ok) {
+      log::error("configuration reload refused", {{"error", report.error}});
+    } else if (!report.changed.empty() || !report.removed.empty() ||
+               !report.needs_restart.empty()) {
+      log::warn("configuration reloaded in part", {{"summary", summary}});
+    } else {
+      log::info("configuration reloaded", {{"summary", summary}});
+    }
+    systemd.notify("READY=1\nSTATUS=serving; " + summary);
   };
 
   asio::co_spawn(
@@ -296,8 +301,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         }
         auth.start();
         sched.start();
-        for (auto& r : reconcilers) r->start();
-        for (auto& j : janitors) j->start();
+        served.start();
         systemd.notify("READY=1\nSTATUS=serving");
         if (const auto every = systemd.watchdog_interval()) {
           // From the event loop itself: a wedged loop stops these, and systemd restarts us.
@@ -314,12 +318,19 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         const auto ep = server.local_endpoint();
         log::info("cloudbrain ready",
                   {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
-                   {"providers", cfg->providers.size()},
+                   {"providers", served.size()},
                    {"owner", owner}});
-        auto [sig_ec, sig] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (sig_ec) co_return;
-        auto stopping = shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        co_await std::move(stopping);
+        for (;;) {
+          auto [sig_ec, sig] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (sig_ec) co_return;
+          if (sig != SIGHUP) {
+            auto stopping = shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            co_await std::move(stopping);
+            co_return;
+          }
+          auto reloading = reload();
+          co_await std::move(reloading);
+        }
       },
       [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);

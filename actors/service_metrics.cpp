@@ -254,7 +254,27 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
       start_time_(registry_
                       .add_gauge("process_start_time_seconds",
                                  "Start time of the process since unix epoch in seconds.")
-                      .get()) {
+                      .get()),
+      config_reloads_(registry_.add_counter(
+          "cloudbrain_config_reloads_total",
+          "Times SIGHUP had the configuration read again, by outcome (success: it was valid and "
+          "applied; failure: it was refused and the running configuration kept).",
+          {"outcome"})),
+      config_reload_ok_(registry_
+                            .add_gauge("cloudbrain_config_last_reload_successful",
+                                       "1 when the last reading of the configuration (at start "
+                                       "or on SIGHUP) succeeded, else 0.")
+                            .get()),
+      config_reload_time_(registry_
+                              .add_gauge("cloudbrain_config_last_reload_success_timestamp_seconds",
+                                         "When the configuration was last read successfully, "
+                                         "since the Unix epoch.")
+                              .get()) {
+  config_reloads_.with({"success"});
+  config_reloads_.with({"failure"});
+  config_reload_ok_.set(1);
+  config_reload_time_.set(
+      std::chrono::duration<double>(system_clock::now().time_since_epoch()).count());
   registry_.add_gauge("cloudbrain_build_info", "The running build; always 1.", {"version"})
       .with({version})
       .set(1);
@@ -292,8 +312,25 @@ void service_metrics::watch(pg::pool& pool) {
   db_max_connections_.set(static_cast<double>(pool.config().max_connections));
 }
 
+void service_metrics::config_reloaded(bool ok) {
+  config_reloads_.with({ok ? "success" : "failure"}).inc();
+  config_reload_ok_.set(ok ? 1 : 0);
+  if (ok) {
+    config_reload_time_.set(
+        std::chrono::duration<double>(system_clock::now().time_since_epoch()).count());
+  }
+}
+
+std::vector<provider_actor*> service_metrics::watched() const {
+  const std::lock_guard lock(providers_mutex_);
+  return providers_;
+}
+
 void service_metrics::watch(provider_actor& p) {
-  providers_.push_back(&p);
+  {
+    const std::lock_guard lock(providers_mutex_);
+    providers_.push_back(&p);
+  }
   // Every series of a provider exists from the start, at 0, so that rates and alerts see it.
   const std::string& name = p.section().name;
   for (auto state : instance_states) instances_.with({name, state}).set(0);
@@ -307,7 +344,7 @@ void service_metrics::watch(provider_actor& p) {
 }
 
 void service_metrics::collect() {
-  for (provider_actor* p : providers_) {
+  for (provider_actor* p : watched()) {
     const std::string& name = p->section().name;
     const std::string_view state = p->circuit_state();
     for (auto s : circuit_states) circuit_.with({name, s}).set(s == state ? 1 : 0);
@@ -375,7 +412,7 @@ asio::awaitable<void> service_metrics::refresh_database() {
     double past_end = 0, queued = 0, delayed = 0, lag = 0;
   };
   std::map<std::string, per_provider, std::less<>> figures;
-  for (provider_actor* p : providers_) {
+  for (provider_actor* p : watched()) {
     const std::string& name = p->section().name;
     for (auto state : instance_states) instances[{name, std::string(state)}] = 0;
     for (auto state : reservation_states) reservations[{name, std::string(state)}] = 0;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,10 +55,13 @@ class service_metrics {
   [[nodiscard]] metrics::histogram* db_query_seconds() { return &db_query_seconds_; }
   [[nodiscard]] scheduler_metrics for_scheduler();
 
-  // What to report on; call before serving. The pool's own config should carry
-  // db_query_seconds().
+  // What to report on. The pool before serving; its own config should carry
+  // db_query_seconds(). Providers at any time (a reload adds them), from any thread.
   void watch(pg::pool& pool);
   void watch(provider_actor& p);
+
+  // The outcome of reading the configuration again (SIGHUP).
+  void config_reloaded(bool ok);
 
   // The handler of GET /metrics.
   [[nodiscard]] net::handler handler();
@@ -71,7 +75,10 @@ class service_metrics {
   const health& health_;
   metrics::registry registry_;
   std::map<std::string, std::string, std::less<>> route_templates_;  // route name -> pattern
-  std::vector<provider_actor*> providers_;
+  [[nodiscard]] std::vector<provider_actor*> watched() const;
+
+  mutable std::mutex providers_mutex_;
+  std::vector<provider_actor*> providers_;  // guarded by providers_mutex_
   std::atomic<bool> refreshing_{false};
   std::atomic<steady_clock::rep> refreshed_at_{0};  // steady_clock ticks of the last attempt
   std::atomic<bool> database_ok_{false};
@@ -118,6 +125,10 @@ class service_metrics {
   metrics::gauge& open_fds_;
   metrics::gauge& max_fds_;
   metrics::gauge& start_time_;
+  // Configuration reloads
+  metrics::family<metrics::counter>& config_reloads_;
+  metrics::gauge& config_reload_ok_;
+  metrics::gauge& config_reload_time_;
 };
 
 }  // namespace cloudbrain

@@ -155,6 +155,36 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
   return {};
 }
 
+}  // namespace
+
+std::vector<std::string> changed_settings(const service_config& a, const service_config& b) {
+  std::vector<std::string> out;
+  const auto note = [&out](const char* key, bool same) {
+    if (!same) out.emplace_back(key);
+  };
+  note("listen", a.listen == b.listen);
+  note("admin-listen", a.admin_listen == b.admin_listen);
+  note("database-url", a.database_url == b.database_url);
+  note("deployment", a.deployment == b.deployment);
+  note("base-url", a.base_url == b.base_url);
+  note("reconcile-interval", a.reconcile_interval == b.reconcile_interval);
+  note("orphan-grace", a.orphan_grace == b.orphan_grace);
+  note("janitor-interval", a.janitor_interval == b.janitor_interval);
+  note("reservation-unused-grace", a.reservation_unused_grace == b.reservation_unused_grace);
+  note("job-lease", a.job_lease == b.job_lease);
+  note("job-max-attempts", a.job_max_attempts == b.job_max_attempts);
+  note("shutdown-timeout", a.shutdown_timeout == b.shutdown_timeout);
+  note("token-cache-ttl", a.token_cache_ttl == b.token_cache_ttl);
+  note("threads", a.threads == b.threads);
+  note("blocking-threads", a.blocking_threads == b.blocking_threads);
+  note("db-pool-size", a.db_pool_size == b.db_pool_size);
+  note("max-connections", a.max_connections == b.max_connections);
+  note("log-level", a.log_level == b.log_level);
+  return out;
+}
+
+namespace {
+
 result<void> apply_provider_key(provider_section& p, const std::string& key, const std::string& v) {
   const std::string where = "[provider." + p.name + "] ";
   if (key == "type")

@@ -26,6 +26,8 @@ struct provider_section {
   std::size_t max_reserved_instances = 1000;
   std::chrono::milliseconds max_reservation_duration{std::chrono::hours(24 * 7)};
   std::map<std::string, std::string> settings;  // every other key of the section, unparsed
+
+  bool operator==(const provider_section&) const = default;
 };
 
 struct service_config {
@@ -63,6 +65,11 @@ using environment_lookup = std::function<std::optional<std::string>(const std::s
 // (systemd's LoadCredential=); naming it while it is unset is an error.
 [[nodiscard]] result<service_config> load_config(const std::vector<std::string>& args,
                                                  const environment_lookup& env);
+
+// The top-level keys whose values differ between two configurations, the provider sections
+// aside (a reload compares those itself), in the order of config_help().
+[[nodiscard]] std::vector<std::string> changed_settings(const service_config& a,
+                                                        const service_config& b);
 
 // The options of `serve`, as entries of its manual (see actors/manual.hpp).
 [[nodiscard]] std::string config_help();

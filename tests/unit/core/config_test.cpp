@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -505,6 +506,73 @@ TEST_F(config_test, help_mentions_every_key) {
         "--orphan-grace", "--log-level", "--token-cache-ttl", "CLOUDBRAIN_", "DATABASE_URL"}) {
     EXPECT_NE(help.find(key), std::string::npos) << key;
   }
+}
+
+// A reload tells which top-level keys it could not apply: every key of the manual, bar
+// --config, must be compared, and alone make a difference.
+TEST_F(config_test, changed_settings_names_each_key_that_differs) {
+  const std::map<std::string, std::string> other_value{
+      {"listen", "127.0.0.1:9999"},
+      {"admin-listen", "127.0.0.1:9998"},
+      {"database-url", "postgresql://elsewhere/db"},
+      {"deployment", "blue"},
+      {"base-url", "https://cb.example.com"},
+      {"reconcile-interval", "7s"},
+      {"orphan-grace", "7m"},
+      {"janitor-interval", "7s"},
+      {"reservation-unused-grace", "7m"},
+      {"job-lease", "7s"},
+      {"job-max-attempts", "7"},
+      {"shutdown-timeout", "7s"},
+      {"token-cache-ttl", "7s"},
+      {"threads", "7"},
+      {"blocking-threads", "7"},
+      {"db-pool-size", "7"},
+      {"max-connections", "7"},
+      {"log-level", "debug"}};
+  std::vector<std::string> in_help;
+  const std::string help = config_help();
+  for (std::size_t at = help.find("\n    --"); at != std::string::npos;
+       at = help.find("\n    --", at + 1)) {
+    const auto start = at + 7;
+    const auto key = help.substr(start, help.find_first_of(" \n", start) - start);
+    if (key != "config") in_help.push_back(key);
+  }
+  std::vector<std::string> in_table;
+  for (const auto& [k, v] : other_value) in_table.push_back(k);
+  std::sort(in_help.begin(), in_help.end());
+  EXPECT_EQ(in_help, in_table);
+
+  const auto base = load({"--database-url", "postgresql://here/db"});
+  ASSERT_TRUE(base) << base.error().detail;
+  EXPECT_TRUE(changed_settings(*base, *base).empty());
+  for (const auto& [key, value] : other_value) {
+    std::vector<std::string> args{"--database-url", "postgresql://here/db"};
+    if (key == "database-url") args.clear();
+    args.push_back("--" + key);
+    args.push_back(value);
+    const auto next = load(args);
+    ASSERT_TRUE(next) << key << ": " << next.error().detail;
+    EXPECT_EQ(changed_settings(*base, *next), std::vector<std::string>{key}) << key;
+  }
+}
+
+TEST(provider_section, equal_only_when_every_key_is) {
+  provider_section a;
+  a.name = "gce";
+  a.type = "fake";
+  a.zones = {"zone-a"};
+  a.settings["boot-delay"] = "50ms";
+  provider_section b = a;
+  EXPECT_EQ(a, b);
+  b.settings["boot-delay"] = "60ms";
+  EXPECT_NE(a, b);
+  b = a;
+  b.max_reservation_duration = std::chrono::hours(1);
+  EXPECT_NE(a, b);
+  b = a;
+  b.zones.push_back("zone-b");
+  EXPECT_NE(a, b);
 }
 
 TEST(split_host_port, ipv4_and_hostnames) {
