@@ -30,6 +30,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -337,7 +338,13 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
       });
 
   std::vector<std::thread> threads;
-  for (unsigned i = 1; i < cfg->threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  for (unsigned i = 1; i < cfg->threads; ++i) {
+    threads.emplace_back([&ioc] {
+      // Named, so that `top -H` and a debugger tell the event loop from the other threads.
+      pthread_setname_np(pthread_self(), "cb-loop");
+      ioc.run();
+    });
+  }
   ioc.run();
   for (auto& t : threads) t.join();
   blocking.stop();

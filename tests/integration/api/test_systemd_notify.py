@@ -1,7 +1,9 @@
 """systemd's notify protocol, with a datagram socket standing in for systemd: READY=1 once the
 service serves, WATCHDOG=1 at half of WATCHDOG_USEC from the event loop, STOPPING=1 on SIGTERM,
-in that order; a stopped process sends no watchdog pings."""
+in that order; a stopped process sends no watchdog pings, and neither does one whose event loop
+threads alone are wedged while its other threads run on."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -67,6 +69,101 @@ class NotifyProtocol(unittest.TestCase):
         stop = everything.index("STOPPING=1")
         self.assertEqual(set(everything[1:stop]), {"WATCHDOG=1"})
         self.assertLessEqual(len(everything[stop + 1:]), 1, everything[stop:])
+
+
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+WALL = 0x40000000
+
+
+class ThreadFreezer:
+    """Stops single threads of another process with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT
+    stop the one thread, not its process) and lets them go again."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.stopped = []
+
+    def ptrace(self, request, tid):
+        if self.libc.ptrace(request, tid, None, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"ptrace({request:#x}, {tid}): {os.strerror(err)}")
+
+    def freeze(self, tid):
+        self.ptrace(PTRACE_SEIZE, tid)
+        self.stopped.append(tid)
+        self.ptrace(PTRACE_INTERRUPT, tid)
+        os.waitpid(tid, WALL)
+
+    def thaw(self):
+        while self.stopped:
+            self.ptrace(PTRACE_DETACH, self.stopped.pop())
+
+
+def threads_of(pid):
+    """{tid: (name, state)} from /proc."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        out[int(tid)] = (name, stat[stat.rindex(")") + 2])
+    return out
+
+
+class WedgedLoop(unittest.TestCase):
+    def test_a_wedged_event_loop_stops_the_watchdog(self):
+        tmp = tempfile.mkdtemp(prefix="cb-wedge-")
+        path = os.path.join(tmp, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        self.addCleanup(sock.close)
+        db = Database()
+        self.addCleanup(db.drop)
+        service = Service(db, settings={"threads": "2"},
+                          env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        service.start()
+        self.addCleanup(service.stop)
+
+        def pings(seconds):
+            n = 0
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sock.settimeout(max(0.01, end - time.monotonic()))
+                try:
+                    n += sock.recv(4096).decode() == "WATCHDOG=1"
+                except socket.timeout:
+                    break
+            return n
+
+        self.assertGreaterEqual(pings(1.0), 3)
+        pid = service.proc.pid
+        threads = threads_of(pid)
+        # The event loop runs on the main thread and the threads named cb-loop (threads = 2).
+        loop = [tid for tid, (name, _) in threads.items() if tid == pid or name == "cb-loop"]
+        others = [tid for tid in threads if tid not in loop]
+        self.assertEqual(len(loop), 2, threads)
+        self.assertTrue(others, threads)  # the blocking pool, the log writer, ...
+
+        freezer = ThreadFreezer()
+        self.addCleanup(freezer.thaw)
+        for tid in loop:
+            freezer.freeze(tid)
+        pings(0.1)  # a ping already sent
+        self.assertEqual(pings(1.2), 0)
+        now = threads_of(pid)
+        self.assertTrue(all(now[tid][1] == "t" for tid in loop), now)  # stopped by us
+        self.assertTrue(all(now[tid][1] != "t" for tid in others), now)  # still running
+        self.assertIsNone(service.proc.poll())
+
+        freezer.thaw()
+        self.assertGreaterEqual(pings(1.0), 2)
+        self.assertEqual(service.request("GET", "/readyz", auth=False).status, 200)
+        self.assertEqual(service.stop(), 0)
 
 
 if __name__ == "__main__":
