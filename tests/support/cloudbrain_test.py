@@ -116,6 +116,46 @@ class Response:
     def __repr__(self):
         return f"<Response {self.status} {self.body[:300]!r}>"
 
+class NotifySocket:
+    """A datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cb-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []  # every datagram, in order
+
+    def drain(self, seconds):
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.sock.settimeout(left)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                return
+
+    def count(self, message, seconds):
+        """How many datagrams equal to `message` arrive in the next `seconds`."""
+        before = len(self.messages)
+        self.drain(seconds)
+        return self.messages[before:].count(message)
+
+    def states(self):
+        """The messages, watchdog pings aside, each as {KEY: VALUE}."""
+        out = []
+        for m in self.messages:
+            fields = dict(line.split("=", 1) for line in m.split("\n") if "=" in line)
+            if set(fields) != {"WATCHDOG"}:
+                out.append(fields)
+        return out
+
+    def close(self):
+        self.sock.close()
+
 
 class Service:
     """The cloudbrain binary, serving on a free loopback port against `database`."""

@@ -6,56 +6,18 @@ apply (an existing provider's section, listen, ...) are named in the log and lef
 
 import http.client
 import json
-import os
 import re
 import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
-from cloudbrain_test import Database, Service, wait_until
+from cloudbrain_test import Database, NotifySocket, Service, wait_until
 
 LOAD_THREADS = 6
 LOAD_SECONDS_MAX = 60  # each load thread stops by then whatever happens
 REQUESTS_PER_THREAD_MAX = 5000
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's notify socket."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="cb-reload-")
-        self.path = os.path.join(self.dir, "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.messages = []  # every datagram, in order
-
-    def drain(self, seconds):
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self.sock.settimeout(left)
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                return
-
-    def states(self):
-        """The messages, watchdog pings aside, each as {KEY: VALUE}."""
-        out = []
-        for m in self.messages:
-            fields = dict(line.split("=", 1) for line in m.split("\n") if "=" in line)
-            if set(fields) != {"WATCHDOG"}:
-                out.append(fields)
-        return out
-
-    def close(self):
-        self.sock.close()
 
 
 class Load:

@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from cloudbrain_test import Database, Service, wait_until
+from cloudbrain_test import Database, NotifySocket, Service, wait_until
 
 
 class NotifyProtocol(unittest.TestCase):
@@ -117,28 +117,17 @@ def threads_of(pid):
 
 class WedgedLoop(unittest.TestCase):
     def test_a_wedged_event_loop_stops_the_watchdog(self):
-        tmp = tempfile.mkdtemp(prefix="cb-wedge-")
-        path = os.path.join(tmp, "notify")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        self.addCleanup(sock.close)
+        notify = NotifySocket()
+        self.addCleanup(notify.close)
         db = Database()
         self.addCleanup(db.drop)
         service = Service(db, settings={"threads": "2"},
-                          env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+                          env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"})
         service.start()
         self.addCleanup(service.stop)
 
         def pings(seconds):
-            n = 0
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                sock.settimeout(max(0.01, end - time.monotonic()))
-                try:
-                    n += sock.recv(4096).decode() == "WATCHDOG=1"
-                except socket.timeout:
-                    break
-            return n
+            return notify.count("WATCHDOG=1", seconds)
 
         self.assertGreaterEqual(pings(1.0), 3)
         pid = service.proc.pid
