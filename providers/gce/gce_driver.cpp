@@ -128,29 +128,58 @@ asio::awaitable<result<operation>> gce_driver::wait_for(operation op, const std:
   co_return op;
 }
 
-asio::awaitable<result<vm>> gce_driver::create(const instance_spec& spec, deadline dl) {
-  auto body = build_insert_body(spec, settings_);
-  if (!body) co_return body.error();
-  auto inserting = call(http::verb::post,
-                        api_url(settings_, instances_path(settings_.project, spec.zone),
-                                request_id_query(spec.idempotency_key)),
-                        boost::json::serialize(*body), dl);
+asio::awaitable<result<operation>> gce_driver::insert(std::string path,
+                                                      const boost::json::object& body,
+                                                      const std::string& key,
+                                                      const std::string& zone, deadline dl) {
+  auto inserting = call(http::verb::post, api_url(settings_, path, request_id_query(key)),
+                        boost::json::serialize(body), dl);
   auto res = co_await std::move(inserting);
   if (!res) {
     // A 404 on insert is about something the request names (image, network, machine type),
-    // not the VM: no retry will make it appear.
+    // not the resource: no retry will make it appear.
     if (res.error().is(errc::cloud_not_found))
       co_return fail(errc::cloud_permanent, res.error().detail);
     co_return res.error();
   }
   auto op = parse_operation(res->body);
   if (!op) co_return op.error();
-
-  auto waiting = wait_for(std::move(*op), spec.zone, dl);
+  auto waiting = wait_for(std::move(*op), zone, dl);
   auto done = co_await std::move(waiting);
   if (!done) co_return done.error();
   if (done->failed()) co_return error_from_operation(*done);
+  co_return done;
+}
 
+asio::awaitable<result<void>> gce_driver::remove(std::string path, const std::string& key,
+                                                 const std::string& zone, deadline dl) {
+  auto deleting =
+      call(http::verb::delete_, api_url(settings_, path, request_id_query(key)), std::string(), dl);
+  auto res = co_await std::move(deleting);
+  if (!res) {
+    if (res.error().is(errc::cloud_not_found)) co_return result<void>{};  // gone already
+    co_return res.error();
+  }
+  auto op = parse_operation(res->body);
+  if (!op) co_return op.error();
+  auto waiting = wait_for(std::move(*op), zone, dl);
+  auto done = co_await std::move(waiting);
+  if (!done) co_return done.error();
+  if (done->failed()) {
+    error e = error_from_operation(*done);
+    if (e.is(errc::cloud_not_found)) co_return result<void>{};
+    co_return e;
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<vm>> gce_driver::create(const instance_spec& spec, deadline dl) {
+  auto body = build_insert_body(spec, settings_);
+  if (!body) co_return body.error();
+  auto inserting = insert(instances_path(settings_.project, spec.zone), *body, spec.idempotency_key,
+                          spec.zone, dl);
+  auto done = co_await std::move(inserting);
+  if (!done) co_return done.error();
   // The operation is DONE: read the VM back for its status, addresses and id.
   const vm_ref ref{spec.name, spec.zone, done->target_id};
   auto reading = get(ref, dl);
@@ -168,26 +197,8 @@ asio::awaitable<result<vm>> gce_driver::get(const vm_ref& ref, deadline dl) {
 
 asio::awaitable<result<void>> gce_driver::destroy(const vm_ref& ref, const std::string& key,
                                                   deadline dl) {
-  auto deleting = call(http::verb::delete_,
-                       api_url(settings_, instance_path(settings_.project, ref.zone, ref.name),
-                               request_id_query(key)),
-                       std::string(), dl);
-  auto res = co_await std::move(deleting);
-  if (!res) {
-    if (res.error().is(errc::cloud_not_found)) co_return result<void>{};  // gone already
-    co_return res.error();
-  }
-  auto op = parse_operation(res->body);
-  if (!op) co_return op.error();
-  auto waiting = wait_for(std::move(*op), ref.zone, dl);
-  auto done = co_await std::move(waiting);
-  if (!done) co_return done.error();
-  if (done->failed()) {
-    error e = error_from_operation(*done);
-    if (e.is(errc::cloud_not_found)) co_return result<void>{};
-    co_return e;
-  }
-  co_return result<void>{};
+  auto removing = remove(instance_path(settings_.project, ref.zone, ref.name), key, ref.zone, dl);
+  co_return co_await std::move(removing);
 }
 
 asio::awaitable<result<std::vector<vm>>> gce_driver::list(const std::string& deployment,
@@ -225,26 +236,10 @@ asio::awaitable<result<cloud_reservation>> gce_driver::reserve(const reservation
                                                                deadline dl) {
   auto body = build_reservation_body(spec, settings_);
   if (!body) co_return body.error();
-  auto inserting = call(http::verb::post,
-                        api_url(settings_, reservations_path(settings_.project, spec.zone),
-                                request_id_query(spec.idempotency_key)),
-                        boost::json::serialize(*body), dl);
-  auto res = co_await std::move(inserting);
-  if (!res) {
-    // As with instances: a 404 names something in the request (the machine type), not the
-    // reservation.
-    if (res.error().is(errc::cloud_not_found))
-      co_return fail(errc::cloud_permanent, res.error().detail);
-    co_return res.error();
-  }
-  auto op = parse_operation(res->body);
-  if (!op) co_return op.error();
-
-  auto waiting = wait_for(std::move(*op), spec.zone, dl);
-  auto done = co_await std::move(waiting);
+  auto inserting = insert(reservations_path(settings_.project, spec.zone), *body,
+                          spec.idempotency_key, spec.zone, dl);
+  auto done = co_await std::move(inserting);
   if (!done) co_return done.error();
-  if (done->failed()) co_return error_from_operation(*done);
-
   const reservation_ref ref{spec.name, spec.zone, done->target_id};
   auto reading = get_reservation(ref, dl);
   co_return co_await std::move(reading);
@@ -264,26 +259,9 @@ asio::awaitable<result<cloud_reservation>> gce_driver::get_reservation(const res
 
 asio::awaitable<result<void>> gce_driver::release(const reservation_ref& ref,
                                                   const std::string& key, deadline dl) {
-  auto deleting = call(http::verb::delete_,
-                       api_url(settings_, reservation_path(settings_.project, ref.zone, ref.name),
-                               request_id_query(key)),
-                       std::string(), dl);
-  auto res = co_await std::move(deleting);
-  if (!res) {
-    if (res.error().is(errc::cloud_not_found)) co_return result<void>{};  // gone already
-    co_return res.error();
-  }
-  auto op = parse_operation(res->body);
-  if (!op) co_return op.error();
-  auto waiting = wait_for(std::move(*op), ref.zone, dl);
-  auto done = co_await std::move(waiting);
-  if (!done) co_return done.error();
-  if (done->failed()) {
-    error e = error_from_operation(*done);
-    if (e.is(errc::cloud_not_found)) co_return result<void>{};
-    co_return e;
-  }
-  co_return result<void>{};
+  auto removing =
+      remove(reservation_path(settings_.project, ref.zone, ref.name), key, ref.zone, dl);
+  co_return co_await std::move(removing);
 }
 
 asio::awaitable<result<std::vector<cloud_reservation>>> gce_driver::list_reservations(

@@ -57,6 +57,16 @@ class gce_driver final : public driver {
   // Follows a zone operation until DONE (or the deadline).
   boost::asio::awaitable<result<operation>> wait_for(operation op, const std::string& zone,
                                                      deadline dl);
+  // insert with its requestId, the zone operation followed to DONE: the operation, or the
+  // error it ended with (a 404 on the call is permanent: it names what the body refers to).
+  boost::asio::awaitable<result<operation>> insert(std::string path,
+                                                   const boost::json::object& body,
+                                                   const std::string& key, const std::string& zone,
+                                                   deadline dl);
+  // delete with its requestId, the zone operation followed to DONE; what is gone already
+  // (a 404 on the call or in the operation) counts as deleted.
+  boost::asio::awaitable<result<void>> remove(std::string path, const std::string& key,
+                                              const std::string& zone, deadline dl);
 
   gce_settings settings_;
   net::http_client http_;
