@@ -28,85 +28,57 @@ metered_driver::metered_driver(std::unique_ptr<driver> inner, std::string provid
                                cloud_call_metrics m)
     : inner_(std::move(inner)), provider_(std::move(provider)), metrics_(m) {}
 
-template <class R>
-void metered_driver::record(std::string_view op, steady_clock::time_point started, const R& r) {
+template <class T>
+asio::awaitable<result<T>> metered_driver::timed(std::string_view op,
+                                                 asio::awaitable<result<T>> call) {
+  // An awaitable starts when awaited: the clock covers the inner call and nothing else.
+  const auto started = steady_clock::now();
+  auto r = co_await std::move(call);
   const double seconds = std::chrono::duration<double>(steady_clock::now() - started).count();
   const std::string_view outcome = r ? std::string_view("ok") : outcome_label(r.error());
   metrics_.calls.with({provider_, op, outcome}).inc();
   metrics_.durations.with({provider_, op}).observe(seconds);
+  co_return r;
 }
 
-// Each call names the inner awaitable first: see docs/ARCHITECTURE.md on GCC 12.
 asio::awaitable<result<vm>> metered_driver::create(const instance_spec& spec, deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->create(spec, dl);
-  auto r = co_await std::move(call);
-  record("create", started, r);
-  co_return r;
+  return timed("create", inner_->create(spec, dl));
 }
 
 asio::awaitable<result<vm>> metered_driver::get(const vm_ref& ref, deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->get(ref, dl);
-  auto r = co_await std::move(call);
-  record("get", started, r);
-  co_return r;
+  return timed("get", inner_->get(ref, dl));
 }
 
 asio::awaitable<result<void>> metered_driver::destroy(const vm_ref& ref,
                                                       const std::string& idempotency_key,
                                                       deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->destroy(ref, idempotency_key, dl);
-  auto r = co_await std::move(call);
-  record("delete", started, r);
-  co_return r;
+  return timed("delete", inner_->destroy(ref, idempotency_key, dl));
 }
 
 asio::awaitable<result<std::vector<vm>>> metered_driver::list(const std::string& deployment,
                                                               deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->list(deployment, dl);
-  auto r = co_await std::move(call);
-  record("list", started, r);
-  co_return r;
+  return timed("list", inner_->list(deployment, dl));
 }
 
 asio::awaitable<result<cloud_reservation>> metered_driver::reserve(const reservation_spec& spec,
                                                                    deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->reserve(spec, dl);
-  auto r = co_await std::move(call);
-  record("reserve", started, r);
-  co_return r;
+  return timed("reserve", inner_->reserve(spec, dl));
 }
 
 asio::awaitable<result<cloud_reservation>> metered_driver::get_reservation(
     const reservation_ref& ref, deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->get_reservation(ref, dl);
-  auto r = co_await std::move(call);
-  record("get_reservation", started, r);
-  co_return r;
+  return timed("get_reservation", inner_->get_reservation(ref, dl));
 }
 
 asio::awaitable<result<void>> metered_driver::release(const reservation_ref& ref,
                                                       const std::string& idempotency_key,
                                                       deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->release(ref, idempotency_key, dl);
-  auto r = co_await std::move(call);
-  record("release_reservation", started, r);
-  co_return r;
+  return timed("release_reservation", inner_->release(ref, idempotency_key, dl));
 }
 
 asio::awaitable<result<std::vector<cloud_reservation>>> metered_driver::list_reservations(
     const std::string& deployment, deadline dl) {
-  const auto started = steady_clock::now();
-  auto call = inner_->list_reservations(deployment, dl);
-  auto r = co_await std::move(call);
-  record("list_reservations", started, r);
-  co_return r;
+  return timed("list_reservations", inner_->list_reservations(deployment, dl));
 }
 
 }  // namespace cloudbrain::providers

@@ -57,8 +57,10 @@ class metered_driver final : public driver {
   [[nodiscard]] driver& inner() noexcept { return *inner_; }
 
  private:
-  template <class R>
-  void record(std::string_view op, steady_clock::time_point started, const R& r);
+  // Awaits `call` and counts it as `op`: its outcome and how long it took.
+  template <class T>
+  boost::asio::awaitable<result<T>> timed(std::string_view op,
+                                          boost::asio::awaitable<result<T>> call);
 
   std::unique_ptr<driver> inner_;
   std::string provider_;
