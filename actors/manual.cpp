@@ -1,6 +1,7 @@
 #include "actors/manual.hpp"
 
 #include "core/config.hpp"
+#include "providers/registry.hpp"
 
 #include <string_view>
 
@@ -66,10 +67,10 @@ constexpr const char* configuration_file = R"(CONFIGURATION FILE
         type = fake
         zones = zone-a zone-b
 
-    Every section has `type` (fake or gce), `zones` (tried in this order), `rate-limit` (cloud
-    calls per second, 20), `max-in-flight` (50), `endpoint`, and the cost guards
-    `max-reserved-instances` (1000) and `max-reservation-duration` (7d); the other keys belong
-    to its type. An unknown key or a bad value stops serve with a message naming it.
+    Every section has `type` (see PROVIDER TYPES), `zones` (tried in this order),
+    `rate-limit` (cloud calls per second, 20), `max-in-flight` (50), `endpoint`, and the cost
+    guards `max-reserved-instances` (1000) and `max-reservation-duration` (7d); the other keys
+    belong to its type. An unknown key or a bad value stops serve with a message naming it.
 
     In a value, ${CREDENTIALS_DIRECTORY} stands for the directory in which systemd hands the
     service the files of its LoadCredential= lines:
@@ -92,8 +93,6 @@ constexpr const char* environment = R"(ENVIRONMENT
         Set by systemd (Type=notify, WatchdogSec=). serve sends READY=1 once it listens, reaches
         PostgreSQL and finds the schema deployed; WATCHDOG=1 from its event loop every half
         WATCHDOG_USEC, so that systemd restarts a wedged loop; STOPPING=1 as it shuts down.
-    GCE_METADATA_HOST
-        The metadata server of gce providers that have no credentials file.
 )";
 
 constexpr const char* signals = R"(SIGNALS
@@ -166,6 +165,31 @@ constexpr const char* see_also = R"(SEE ALSO
     /usr/share/doc/cloudbrain/README.md.
 )";
 
+// The provider types this binary was built with, each with its own keys.
+std::string provider_types() {
+  std::string out = "PROVIDER TYPES\n";
+  for (const auto* kind : providers::cloud_kinds()) {
+    out += "    type = ";
+    out += kind->type;
+    out += "\n        ";
+    out += kind->summary;
+    out += ".\n";
+    if (!kind->keys.empty()) {
+      out += "\n";
+      out += kind->keys;
+    }
+    out += "\n";
+  }
+  out.pop_back();
+  return out;
+}
+
+std::string environment_section() {
+  std::string out = environment;
+  for (const auto* kind : providers::cloud_kinds()) out += kind->environment;
+  return out;
+}
+
 }  // namespace
 
 std::string manual_page() {
@@ -181,8 +205,10 @@ std::string manual_page() {
   out += "\nSERVE OPTIONS\n";
   out += serve_flags;
   out += config_help();
-  for (const char* part :
-       {configuration_file, environment, signals, files, exit_status, examples, see_also}) {
+  for (const std::string& part :
+       {std::string(configuration_file), provider_types(), environment_section(),
+        std::string(signals), std::string(files), std::string(exit_status), std::string(examples),
+        std::string(see_also)}) {
     out += "\n";
     out += part;
   }
@@ -200,7 +226,8 @@ std::string serve_manual() {
   out += "\nOPTIONS\n";
   out += serve_flags;
   out += config_help();
-  for (const char* part : {configuration_file, environment, signals}) {
+  for (const std::string& part : {std::string(configuration_file), provider_types(),
+                                  environment_section(), std::string(signals)}) {
     out += "\n";
     out += part;
   }

@@ -1,9 +1,6 @@
 #include "providers/driver.hpp"
 
-#include "providers/fake/fake_driver.hpp"
-#include "providers/gce/gce_driver.hpp"
-
-#include <cstdlib>
+#include "providers/registry.hpp"
 
 namespace cloudbrain::providers {
 
@@ -79,25 +76,12 @@ std::string reservation_name_for(std::string_view reservation_id) {
 
 result<std::unique_ptr<driver>> make_driver(const provider_section& section,
                                             const driver_context& ctx) {
-  if (section.type == "fake") {
-    auto settings = fake_settings::from_section(section);
-    if (!settings) return settings.error();
-    return std::unique_ptr<driver>(std::make_unique<fake_driver>(std::move(*settings)));
+  const auto* kind = find_cloud_kind(section.type);
+  if (!kind) {
+    return fail(errc::bad_config, "[provider." + section.name + "] type '" + section.type +
+                                      "' is not supported (known: " + cloud_type_names() + ")");
   }
-  if (section.type == "gce") {
-    auto settings = gce::gce_settings::from_section(section);
-    if (!settings) return settings.error();
-    // Google's client libraries let GCE_METADATA_HOST move the metadata server; the
-    // section's own metadata-host still wins.
-    if (const char* host = std::getenv("GCE_METADATA_HOST");
-        host && *host && !section.settings.contains("metadata-host")) {
-      settings->metadata_host = host;
-    }
-    if (!ctx.blocking) return fail(errc::internal, "the gce driver needs a blocking pool");
-    return std::unique_ptr<driver>(std::make_unique<gce::gce_driver>(std::move(*settings), ctx));
-  }
-  return fail(errc::bad_config, "[provider." + section.name + "] type '" + section.type +
-                                    "' is not supported (known: fake, gce)");
+  return kind->make(section, ctx);
 }
 
 }  // namespace cloudbrain::providers

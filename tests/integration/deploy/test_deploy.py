@@ -131,8 +131,8 @@ class Units(unittest.TestCase):
 
 class Manual(unittest.TestCase):
     HEADINGS = ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "SERVE OPTIONS",
-                "CONFIGURATION FILE", "ENVIRONMENT", "SIGNALS", "FILES", "EXIT STATUS",
-                "EXAMPLES", "SEE ALSO")
+                "CONFIGURATION FILE", "PROVIDER TYPES", "ENVIRONMENT", "SIGNALS", "FILES",
+                "EXIT STATUS", "EXAMPLES", "SEE ALSO")
 
     def test_help_prints_the_manual(self):
         r = run([binary(), "--help"])
