@@ -98,10 +98,37 @@ net::response invalid(const validation& v) {
 }
 
 bool is_json_content_type(std::string_view ct) {
-  const auto semi = ct.find(';');
-  auto media = ct.substr(0, semi);
-  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  return iequals(media, "application/json");
+  auto media = ct.substr(0, ct.find(';'));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
+  if (iequals(media, "application/json")) return true;
+  // application/*+json (RFC 6839 structured syntax suffix): problem+json, merge-patch+json, ...
+  constexpr std::string_view prefix = "application/", suffix = "+json";
+  return media.size() > prefix.size() + suffix.size() &&
+         iequals(media.substr(0, prefix.size()), prefix) &&
+         iequals(media.substr(media.size() - suffix.size()), suffix) &&
+         media.substr(prefix.size(), media.size() - prefix.size() - suffix.size())
+                 .find_first_of("/ ") == std::string_view::npos;
+}
+
+std::optional<net::response> refuse_media_type(const net::request& req) {
+  // No Content-Type (or an empty one) is read as JSON: Cloud Brain's own client, Go's net/http
+  // posting a bytes.Reader, sends none, and the original server decoded whatever it got.
+  const auto ct = req.find(http::field::content_type);
+  if (ct == req.end()) return std::nullopt;
+  const std::string_view value = ct->value();
+  if (value.find_first_not_of(" \t") == std::string_view::npos || is_json_content_type(value)) {
+    return std::nullopt;
+  }
+  std::string shown(value.substr(0, 100));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
+                      "Unsupported media type",
+                      "the body must be JSON: send Content-Type: application/json (or none), "
+                      "not '" +
+                          shown + "'");
 }
 
 std::optional<std::string> presented_token(const net::request& req) {
@@ -215,6 +242,9 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
   }
   if (auto image = string_field("image", true, 1024)) req.image = *image;
   if (auto type = string_field("instance_type", false, 32)) {
+    // travis-ci/worker sends the job's vm_type: "default" or "premium" (or "" when unset), and
+    // Cloud Brain took anything but "premium" as standard.
+    if (type->empty() || *type == "default") *type = "standard";
     if (*type != "standard" && *type != "premium") {
       v.errors.push_back("'instance_type' must be 'standard' or 'premium', not '" + *type + "'");
     } else {
@@ -222,6 +252,8 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
     }
   }
   req.public_ssh_key = string_field("public_ssh_key", false, std::size_t{16} * 1024);
+  // The worker always sends the field, empty when it has no key: the same as none.
+  if (req.public_ssh_key && req.public_ssh_key->empty()) req.public_ssh_key.reset();
   if (req.public_ssh_key && req.public_ssh_key->find('\n') != std::string::npos) {
     v.errors.push_back("'public_ssh_key' must be a single line");
   }
@@ -301,11 +333,7 @@ std::string api::location_of(const net::request_context& ctx, const std::string&
 
 asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
                                                     std::int64_t token_id) {
-  const auto ct = ctx.req.find(http::field::content_type);
-  if (ct == ctx.req.end() || !is_json_content_type(ct->value())) {
-    co_return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
-                           "Unsupported media type", "the body must be application/json");
-  }
+  if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
   auto [req, v] = parse_instance_request(ctx.req.body(), providers_);
   if (!v.ok()) co_return invalid(v);
 

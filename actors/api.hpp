@@ -23,7 +23,11 @@ struct validation {
 // Shared by the API's handlers.
 [[nodiscard]] net::response raw_json(net::http::status status, std::string body);
 [[nodiscard]] net::response invalid(const validation& v);
+// application/json or application/*+json, with any parameters.
 [[nodiscard]] bool is_json_content_type(std::string_view content_type);
+// 415 for a body whose Content-Type is given and is not JSON; nothing for JSON or no type at
+// all (read as JSON, API.md). Every handler that reads a body asks this first.
+[[nodiscard]] std::optional<net::response> refuse_media_type(const net::request& req);
 
 // Reads a request body's optional "tags" object into `out`, with every problem in `v`.
 void parse_tags(const boost::json::object& body, validation& v, boost::json::object& out);

@@ -198,11 +198,7 @@ void api::install_reservations(net::router& r) {
 
 asio::awaitable<net::response> api::create_reservation(net::request_context& ctx,
                                                        std::int64_t token_id) {
-  const auto ct = ctx.req.find(http::field::content_type);
-  if (ct == ctx.req.end() || !is_json_content_type(ct->value())) {
-    co_return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
-                           "Unsupported media type", "the body must be application/json");
-  }
+  if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
   auto parsed = parse_reservation_request(ctx.req.body(), providers_, system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
   // The route is part of what the key stands for: a key of POST /instances is not one here.

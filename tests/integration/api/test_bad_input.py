@@ -144,10 +144,21 @@ class BadInputTest(ServiceTestCase):
                                     mentions=(name,))
 
     def test_bad_instance_type(self):
-        for t in ("huge", "Standard", ""):
+        for t in ("huge", "Standard", "Default", " "):
             with self.subTest(instance_type=t):
                 body = {"provider": "gce", "image": "i", "instance_type": t}
                 self.assertRejected(lambda: self.post(body), 422, mentions=("instance_type",))
+
+    def test_worker_vm_types_mean_standard(self):
+        # travis-ci/worker sends the job's vm_type ("default", or "" when unset) and always an
+        # empty public_ssh_key when it has none; Cloud Brain took them as standard and no key.
+        for t in ("default", ""):
+            with self.subTest(instance_type=t):
+                r = self.post({"provider": "gce", "image": "i", "instance_type": t,
+                               "public_ssh_key": ""})
+                self.assertEqual(r.status, 201, r)
+                self.assertEqual(r.json()["instance_type"], "standard")
+                self.assertIsNone(r.json()["public_ssh_key"])
 
     def test_zone_not_among_the_providers_zones(self):
         for zone in ("zone-z", "us-central1-a", ""):
@@ -212,12 +223,22 @@ class BadInputTest(ServiceTestCase):
     def test_content_type_must_be_json(self):
         data = json.dumps({"provider": "gce", "image": "i"}).encode()
         for ct in ("text/plain", "application/x-www-form-urlencoded", "application/jsonx",
-                   "multipart/form-data; boundary=x", None):
+                   "multipart/form-data; boundary=x", "application/+json", "text/json",
+                   "application/x+json/y"):
             with self.subTest(content_type=ct):
-                self.assertRejected(lambda: self.post_raw(data, content_type=ct), 415)
-        # Parameters on the JSON media type are fine.
-        r = self.post_raw(data, content_type="application/json; charset=utf-8")
-        self.assertEqual(r.status, 201, r)
+                self.assertRejected(lambda: self.post_raw(data, content_type=ct), 415,
+                                    code="unsupported_media_type",
+                                    mentions=("application/json", ct))
+        # JSON media types, with or without parameters, and no Content-Type at all (API.md: Go's
+        # net/http in travis-ci/worker sends none) are read as JSON.
+        for ct in ("application/json; charset=utf-8", "Application/JSON", "application/json",
+                   "application/merge-patch+json", "application/vnd.cloudbrain+json; v=1", None):
+            with self.subTest(content_type=ct):
+                r = self.post_raw(data, content_type=ct)
+                self.assertEqual(r.status, 201, r)
+        # With no Content-Type the body must still be JSON.
+        self.assertRejected(lambda: self.post_raw(b"provider=gce&image=i", content_type=None),
+                            400)
 
     def test_bad_idempotency_key(self):
         self.assertRejected(lambda: self.post({"provider": "gce", "image": "i"},
