@@ -5,46 +5,15 @@
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/provider_registry.hpp"
+#include "actors/requests.hpp"
 #include "actors/reservation_store.hpp"
 #include "core/config.hpp"
 #include "net/router.hpp"
 
+#include <functional>
 #include <map>
 
 namespace cloudbrain {
-
-// What a request body said, or every way in which it was wrong.
-struct validation {
-  std::vector<std::string> errors;
-  std::string code = "invalid_request";
-  [[nodiscard]] bool ok() const { return errors.empty(); }
-};
-
-// Shared by the API's handlers.
-[[nodiscard]] net::response raw_json(net::http::status status, std::string body);
-[[nodiscard]] net::response invalid(const validation& v);
-// application/json or application/*+json, with any parameters.
-[[nodiscard]] bool is_json_content_type(std::string_view content_type);
-// 415 for a body whose Content-Type is given and is not JSON; nothing for JSON or no type at
-// all (read as JSON, API.md). Every handler that reads a body asks this first.
-[[nodiscard]] std::optional<net::response> refuse_media_type(const net::request& req);
-
-// Reads a request body's optional "tags" object into `out`, with every problem in `v`.
-void parse_tags(const boost::json::object& body, validation& v, boost::json::object& out);
-
-// Checks a POST /instances body against API.md and the providers served.
-[[nodiscard]] std::pair<instance_request, validation> parse_instance_request(
-    std::string_view body, const provider_registry& providers);
-
-// A POST's Idempotency-Key with the SHA-256 of `identity` (what makes two requests the same):
-// none without the header; invalid_argument when it is not 1 to 255 characters.
-[[nodiscard]] result<std::optional<idempotent_request>> idempotency_of(const net::request& req,
-                                                                       std::string_view identity);
-// 422 invalid_idempotency_key.
-[[nodiscard]] net::response invalid_idempotency_key();
-
-// The token presented by `Authorization: token X` or Basic with user "token", if any.
-[[nodiscard]] std::optional<std::string> presented_token(const net::request& req);
 
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.
@@ -61,6 +30,10 @@ class api {
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,
                                                                     std::int64_t token_id);
   [[nodiscard]] net::handler authenticated(handler_fn fn);
+  // The sections of the providers served now (a reload may add some).
+  [[nodiscard]] section_lookup sections() const {
+    return [this](std::string_view name) { return providers_.section(name); };
+  }
 
   boost::asio::awaitable<net::response> create_instance(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> get_instance(net::request_context& ctx, std::int64_t);
