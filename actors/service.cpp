@@ -205,6 +205,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   net::server_config server_cfg;
   server_cfg.listen = *listen;
   server_cfg.max_connections = cfg->max_connections;
+  server_cfg.max_connections_per_address = cfg->max_connections_per_address;
+  server_cfg.head_timeout = cfg->request_head_timeout;
   server_cfg.on_request_done = on_request_done;
   net::server server(ioc, server_cfg, routes);
   if (mode == serve_mode::print_routes) {

@@ -4,8 +4,10 @@
 
 #include <boost/program_options.hpp>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -46,6 +48,12 @@ constexpr key_info global_keys[] = {
     {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
     {"db-pool-size", "PostgreSQL connections (16)", "N"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
+    {"max-connections-per-address",
+     "concurrent HTTP connections from one client address, 0 for no cap (512)", "N"},
+    {"request-head-timeout",
+     "how long a request's line and headers may take to arrive, from its first byte or from the "
+     "connection's opening (10s)",
+     "DURATION"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
 };
 
@@ -143,6 +151,12 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
     c.max_connections = *n;
+  } else if (key == "max-connections-per-address") {
+    auto n = parse_number<std::size_t>(key, v, 0, 1'000'000);
+    if (!n) return n.error();
+    c.max_connections_per_address = *n;
+  } else if (key == "request-head-timeout") {
+    return dur(c.request_head_timeout);
   } else if (key == "log-level") {
     bool ok = false;
     c.log_level = log::parse_level(v, &ok);
@@ -179,6 +193,9 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
   note("max-connections", a.max_connections == b.max_connections);
+  note("max-connections-per-address",
+       a.max_connections_per_address == b.max_connections_per_address);
+  note("request-head-timeout", a.request_head_timeout == b.request_head_timeout);
   note("log-level", a.log_level == b.log_level);
   return out;
 }
@@ -240,6 +257,37 @@ result<std::string> expand_credentials_directory(const std::string& key, std::st
     pos = value.find(credentials_directory_ref, pos + dir->size());
   }
   return value;
+}
+
+// API.md: any value may name a file as `@/path`, whose content (without a final newline) is the
+// value: a secret stays out of the configuration file and out of its readers' reach. Read at
+// start and on every reload (both off the event loop); the content is never shown.
+constexpr std::size_t max_value_file = 64 * 1024;
+
+result<std::string> value_from_file(const std::string& key, std::string value) {
+  if (value.empty() || value.front() != '@') return value;
+  const std::string path = value.substr(1);
+  if (path.empty() || path.front() != '/') {
+    return fail(errc::bad_config,
+                "'" + key + "' = @PATH needs an absolute path, not '" + path + "'");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(errc::bad_config, "'" + key + "' names the file '" + path +
+                                      "', which cannot be read: " + std::strerror(errno));
+  }
+  std::string content;
+  char buf[4096];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    content.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (content.size() > max_value_file) {
+      return fail(errc::bad_config,
+                  "'" + key + "' names the file '" + path + "', which is larger than 64 KiB");
+    }
+  }
+  if (!content.empty() && content.back() == '\n') content.pop_back();
+  if (!content.empty() && content.back() == '\r') content.pop_back();
+  return content;
 }
 
 bool valid_provider_name(std::string_view n) {
@@ -353,7 +401,9 @@ result<service_config> load_config(const std::vector<std::string>& args,
       auto expanded = expand_credentials_directory(
           key, opt.value.empty() ? std::string() : opt.value.front(), env);
       if (!expanded) return fail(errc::bad_config, it->second + ": " + expanded.error().detail);
-      const std::string value = std::move(*expanded);
+      auto read = value_from_file(key, std::move(*expanded));
+      if (!read) return fail(errc::bad_config, it->second + ": " + read.error().detail);
+      const std::string value = std::move(*read);
       if (key.rfind("provider.", 0) == 0) {
         const auto rest = key.substr(9);
         const auto dot = rest.find('.');

@@ -48,6 +48,10 @@ struct service_config {
   unsigned blocking_threads = 2;
   std::size_t db_pool_size = 16;
   std::size_t max_connections = 10'000;
+  // Behind a load balancer every connection comes from its address: set this above its pool
+  // size, or 0.
+  std::size_t max_connections_per_address = 512;
+  std::chrono::milliseconds request_head_timeout{10'000};
   log::level log_level = log::level::info;
   std::string config_file;
   std::vector<provider_section> providers;

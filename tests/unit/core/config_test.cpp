@@ -474,6 +474,34 @@ TEST_F(config_test, credentials_directory_unset_is_named) {
   expect_error_naming("base-url = ${CREDENTIALS_DIRECTORY}\n", "'base-url' names");
 }
 
+// API.md: any value may name a file as @/path; the file's content is the value.
+TEST_F(config_test, at_path_values_are_read_from_the_file) {
+  const auto secret = write("s3cret-value\n", "secret");
+  const auto key = write("line one\nline two\n", "note");
+  const auto path =
+      write("database-url = pg://x/y\n[provider.azure]\ntype = azure\nclient-secret = @" + secret +
+            "\nnote = @" + key + "\n");
+  const auto r = load({"--config", path});
+  ASSERT_TRUE(r) << r.error().message();
+  const auto& settings = r->provider("azure")->settings;
+  EXPECT_EQ(settings.at("client-secret"), "s3cret-value");  // one final newline dropped
+  EXPECT_EQ(settings.at("note"), "line one\nline two");
+}
+
+TEST_F(config_test, at_path_problems_name_the_key_and_file_but_no_content) {
+  expect_error_naming("[provider.azure]\ntype = azure\nclient-secret = @/nonexistent/secret\n",
+                      "'provider.azure.client-secret' names the file '/nonexistent/secret'");
+  expect_error_naming("[provider.azure]\ntype = azure\nclient-secret = @relative/secret\n",
+                      "needs an absolute path");
+  // The unreadable file's content never shows: here, a file that is too large.
+  const auto big = write(std::string(70 * 1024, 'x'), "big");
+  const auto path = write("database-url = pg://x/y\n[provider.p]\ntype = fake\nk = @" + big + "\n");
+  const auto r = load({"--config", path});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().detail.find("larger than 64 KiB"), std::string::npos) << r.error().detail;
+  EXPECT_EQ(r.error().detail.find("xxxx"), std::string::npos);
+}
+
 TEST_F(config_test, unknown_flag_is_named) {
   const auto r = load({"--database-url", "pg://x/y", "--bogus-flag", "1"});
   ASSERT_FALSE(r);
@@ -529,6 +557,8 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},
       {"max-connections", "7"},
+      {"max-connections-per-address", "7"},
+      {"request-head-timeout", "7s"},
       {"log-level", "debug"}};
   std::vector<std::string> in_help;
   const std::string help = config_help();
