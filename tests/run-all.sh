@@ -15,6 +15,12 @@ build=${CLOUDBRAIN_TEST_BUILD:-$root/build/sanitize}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
+# The libFuzzer binaries (tests/fuzz), in a build of their own: everything they link is
+# instrumented for coverage.
+fuzz_build=${CLOUDBRAIN_FUZZ_BUILD:-$root/build/fuzz}
+cmake -S "$root" -B "$fuzz_build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_FUZZ=ON -DCLOUDBRAIN_TESTS=OFF -DCLOUDBRAIN_BENCH=OFF >/dev/null
+cmake --build "$fuzz_build" -j "$(nproc)" --target cloudbrain_fuzz_targets
 
 # shellcheck source=tests/support/pg.sh
 source "$root/tests/support/pg.sh"
@@ -29,6 +35,7 @@ export CLOUDBRAIN_TEST_TEMPLATE=$template
 export CLOUDBRAIN_TEST_DATABASE_URL=$DATABASE_URL
 export CLOUDBRAIN_BIN=$build/actors/cloudbrain
 export CLOUDBRAIN_SOURCE_DIR=$root
+export CLOUDBRAIN_FUZZ_BIN_DIR=$fuzz_build/tests/fuzz
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 unset DATABASE_URL
