@@ -225,14 +225,15 @@ usage_query parse_usage_query(const std::vector<std::pair<std::string, std::stri
     } else if (key == "group_by") {
       std::vector<std::string> keys;
       if (!value.empty()) keys = split_commas(value);
+      std::set<std::string> named;
+      std::set<std::string> repeated;
       for (const auto& k : keys) {
         if (k != "provider" && k != "instance_type" &&
             !(k.starts_with("tag.") && valid_tag_key(std::string_view(k).substr(4)))) {
           errors.push_back("'group_by' takes provider, instance_type and tag.KEY, not '" +
                            k.substr(0, 64) + "'");
-        } else if (std::count(keys.begin(), keys.end(), k) > 1) {
+        } else if (!named.insert(k).second && repeated.insert(k).second) {
           errors.push_back("'group_by' names '" + k + "' twice");
-          break;
         }
       }
       if (keys.size() > max_group_keys) {
@@ -405,19 +406,23 @@ std::string usage_csv(const usage_report& r) {
   header.insert(header.end(), std::begin(figure_names), std::end(figure_names));
   header.emplace_back("currency");
   std::string out;
+  // Cells as written: an absent value is an empty field, an empty string a quoted one ("").
   const auto line = [&out](const std::vector<std::string>& cells) {
     for (std::size_t i = 0; i < cells.size(); ++i) {
       if (i) out += ',';
-      out += csv_field(cells[i]);
+      out += cells[i];
     }
     out += "\r\n";
   };
-  line(header);
+  std::vector<std::string> cells;
+  for (const auto& h : header) cells.push_back(csv_field(h));
+  line(cells);
   for (const auto& g : r.groups) {
-    std::vector<std::string> cells;
-    for (const auto& k : g.key) cells.push_back(k.value_or(""));
-    for (auto& c : figure_cells(g.figures)) cells.push_back(std::move(c));
-    cells.push_back(g.figures.estimated_cost ? r.currency : std::string());
+    cells.clear();
+    for (const auto& k : g.key)
+      cells.push_back(k && k->empty() ? "\"\"" : csv_field(k.value_or("")));
+    for (auto& c : figure_cells(g.figures)) cells.push_back(csv_field(c));
+    cells.push_back(csv_field(g.figures.estimated_cost ? r.currency : std::string()));
     line(cells);
   }
   return out;
@@ -435,9 +440,9 @@ std::string usage_table(const usage_report& r) {
   };
   for (const auto& g : r.groups) {
     std::vector<std::string> cells;
-    for (const auto& k : g.key) cells.push_back(k.value_or(""));
-    for (auto& c : figure_cells(g.figures)) cells.push_back(std::move(c));
-    rows.push_back(shown(std::move(cells)));
+    for (const auto& k : g.key) cells.push_back(!k ? "-" : k->empty() ? "\"\"" : *k);
+    for (auto& c : shown(figure_cells(g.figures))) cells.push_back(std::move(c));
+    rows.push_back(std::move(cells));
   }
   if (!r.group_by.empty()) {
     std::vector<std::string> cells(r.group_by.size(), "");
