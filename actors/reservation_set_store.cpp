@@ -137,16 +137,16 @@ const char* const placement_reasons_sql = R"((
                            END), '; ' ORDER BY r.set_index)
   FROM reservations r WHERE r.set_id = nx.id))";
 
-// Up to $1 unsettled sets after the cursor $2 (none: from the first). Sets locked by someone
-// else (a twin's pass, a DELETE) are skipped: a later pass sees them.
+// Up to $1 unsettled sets after the cursor $2 (none: from the first) are read; only those that
+// move are locked, and those locked by someone else (a twin's pass, a DELETE) are skipped: a
+// later pass sees them. A set that stays as it is costs no write.
 const std::string advance_sql = std::string(R"(
 WITH cand AS (
   SELECT s.id, s.state, s.on_partial, s.cancel_reason FROM reservation_sets s
   WHERE s.state IN ('pending', 'active', 'partial', 'cancelling')
     AND ($2::uuid IS NULL OR s.id > $2::uuid)
   ORDER BY s.id
-  LIMIT $1::int
-  FOR UPDATE SKIP LOCKED),
+  LIMIT $1::int),
 m AS (
   SELECT r.set_id AS id, count(*) AS n,
          count(*) FILTER (WHERE r.state = 'pending') AS pending,
@@ -175,6 +175,11 @@ nx AS (
     ELSE c.state::text
   END)::reservation_set_state AS now_state
   FROM cand c JOIN m ON m.id = c.id),
+moving AS MATERIALIZED (
+  SELECT s.id FROM reservation_sets s
+  WHERE s.id IN (SELECT id FROM nx WHERE now_state <> was)
+  ORDER BY s.id
+  FOR UPDATE SKIP LOCKED),
 upd AS (
   UPDATE reservation_sets s
      SET state = nx.now_state,
@@ -190,7 +195,8 @@ upd AS (
                                 placement_reasons_sql + R"(
            ELSE s.error_reason END
     FROM nx
-   WHERE s.id = nx.id AND s.state = nx.was AND nx.now_state <> nx.was
+   WHERE s.id = nx.id AND s.id IN (SELECT id FROM moving) AND s.state = nx.was
+     AND nx.now_state <> nx.was
   RETURNING s.id, nx.was, s.state, coalesce(s.error_reason, s.cancel_reason, '') AS reason)
 SELECT (SELECT max(id::text) FROM cand), (SELECT count(*) FROM cand),
        (SELECT coalesce(json_agg(json_build_object('id', id, 'from', was, 'to', state,

@@ -58,8 +58,8 @@ struct reservation_set_move {
 // every move is conditional on the state it read, so a crash or a twin changes nothing.
 //
 // Lock order, against deadlocks: a statement that locks a set and its members locks the set
-// first; statements on members alone never lock a set, and reconcile() skips sets locked by
-// someone else.
+// first; statements on members alone never lock a set, and reconcile() locks only the sets it
+// moves, skipping those locked by someone else.
 class reservation_set_store {
  public:
   reservation_set_store(pg::pool& pool, unsigned max_attempts)
