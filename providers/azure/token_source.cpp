@@ -1,0 +1,139 @@
+#include "providers/azure/token_source.hpp"
+
+#include "core/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace cloudbrain::providers::azure {
+namespace asio = boost::asio;
+
+namespace {
+
+// A token this close to its expiry is not handed out any more, even while a refresh is failing.
+constexpr auto expiry_safety = std::chrono::seconds(10);
+
+// Refresh a quarter of the lifetime early, but never more than five minutes early.
+steady_clock::duration refresh_margin(steady_clock::duration lifetime) {
+  return std::min<steady_clock::duration>(std::chrono::minutes(5), lifetime / 4);
+}
+
+}  // namespace
+
+token_source::token_source(const azure_settings& settings, net::http_client& http)
+    : settings_(settings), http_(http) {}
+
+void token_source::invalidate(const std::string& token) {
+  if (cached_ && cached_->token == token) {
+    cached_.reset();
+    ++stats_.invalidated;
+  }
+}
+
+bool token_source::usable() const {
+  return cached_ && system_clock::now() + expiry_safety < cached_->expires_at;
+}
+
+asio::awaitable<result<std::string>> token_source::token(deadline dl) {
+  const bool usable_now = usable();
+  if (usable_now && steady_clock::now() < refresh_at_) co_return cached_->token;
+  if (flight_) {
+    // Someone is fetching already: a token still good serves meanwhile, else wait for theirs.
+    if (usable_now) co_return cached_->token;
+    auto f = flight_;
+    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, dl);
+    f->waiters.push_back(timer);
+    co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!f->outcome) co_return fail(errc::timeout, "no Azure access token before the deadline");
+    if (!*f->outcome) co_return f->outcome->error();
+    co_return f->outcome->value().token;
+  }
+
+  auto f = std::make_shared<flight>();
+  flight_ = f;
+  auto fetching = fetch(dl);
+  auto fetched = co_await std::move(fetching);
+  f->outcome = fetched;
+  flight_.reset();
+  for (const auto& t : f->waiters) t->cancel();
+
+  if (!fetched) {
+    ++stats_.failures;
+    log::warn("could not get an Azure access token",
+              {{"provider", settings_.name}, {"error", fetched.error().message()}});
+    // A refresh ahead of time that failed leaves the current token in use until it expires.
+    if (usable()) co_return cached_->token;
+    co_return fetched.error();
+  }
+  const auto lifetime = fetched->expires_at - system_clock::now();
+  refresh_at_ = steady_clock::now() + lifetime - refresh_margin(lifetime);
+  cached_ = std::move(*fetched);
+  co_return cached_->token;
+}
+
+asio::awaitable<result<access_token>> token_source::fetch(deadline dl) {
+  ++stats_.fetches;
+  if (settings_.auth() == auth_method::managed_identity) {
+    auto fetching = fetch_from_imds(dl);
+    co_return co_await std::move(fetching);
+  }
+  auto fetching = fetch_with_secret(dl);
+  co_return co_await std::move(fetching);
+}
+
+asio::awaitable<result<access_token>> token_source::fetch_with_secret(deadline dl) {
+  net::client_request req;
+  req.method = net::http::verb::post;
+  req.url = token_url(settings_);
+  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
+                 {"Accept", "application/json"}};
+  req.body =
+      client_credentials_body(settings_.client_id, settings_.client_secret, arm_scope(settings_));
+  auto sending = http_.send(std::move(req), dl);
+  auto res = co_await std::move(sending);
+  if (!res) co_return res.error();
+  if (res->status != 200) {
+    error e = error_from_response(res->status, res->body);
+    e.retry_after = retry_after_of(res->headers, system_clock::now());
+    if (e.is(errc::cloud_transient) || e.is(errc::cloud_rate_limited)) co_return e;
+    // Entra ID's message says what is wrong (AADSTS7000215: invalid client secret, ...); it
+    // never repeats the secret.
+    co_return fail(errc::cloud_auth, "Entra ID refused the client credentials of application " +
+                                         settings_.client_id + " in tenant " + settings_.tenant +
+                                         ": " + e.detail);
+  }
+  auto tok = parse_token_response(res->body, system_clock::now());
+  if (!tok) co_return fail(errc::cloud_transient, tok.error().detail);
+  co_return std::move(*tok);
+}
+
+asio::awaitable<result<access_token>> token_source::fetch_from_imds(deadline dl) {
+  net::client_request req;
+  req.method = net::http::verb::get;
+  req.url = imds_token_url(settings_);
+  req.headers = {{"Metadata", "true"}};
+  auto sending = http_.send(std::move(req), dl);
+  auto res = co_await std::move(sending);
+  if (!res) co_return res.error();
+  if (res->status != 200) {
+    error e = error_from_response(res->status, res->body);
+    e.retry_after = retry_after_of(res->headers, system_clock::now());
+    // IMDS asks to be retried on 404, 410, 429 and 5xx; a 400 means no such identity.
+    if (res->status == 400 || res->status == 401 || res->status == 403) {
+      co_return fail(errc::cloud_auth,
+                     "the managed identity endpoint at " + settings_.imds_endpoint +
+                         " has no token for " +
+                         (settings_.client_id.empty() ? std::string("the system-assigned identity")
+                                                      : "identity " + settings_.client_id) +
+                         ": " + e.detail);
+    }
+    if (res->status == 429) co_return fail(errc::cloud_rate_limited, e.detail);
+    co_return fail(errc::cloud_transient, e.detail);
+  }
+  auto tok = parse_token_response(res->body, system_clock::now());
+  if (!tok) co_return fail(errc::cloud_transient, tok.error().detail);
+  co_return std::move(*tok);
+}
+
+}  // namespace cloudbrain::providers::azure
