@@ -218,10 +218,12 @@ class Emulator:
                 self._apply(ev)
 
     # ---- operations ----------------------------------------------------------------------
-    def new_operation(self):
+    def new_operation(self, result=None):
+        """`result`: ['vm', key] or ['reservation', key] for a PUT or PATCH, whose Location
+        poll answers with the resource once done (a DELETE's answers 204)."""
         op_id = str(uuid.uuid4())
         self.s['operations'][op_id] = {'status': 'InProgress', 'error': None, 'start': now(),
-                                       'end': None}
+                                       'end': None, 'result': result}
         return op_id
 
     def finish_operation(self, op_id, status, error=None):
@@ -254,7 +256,8 @@ class Emulator:
             if op['status'] == 'InProgress':
                 return 202, None, retry
             if op['status'] == 'Succeeded':
-                return 204, None, {}
+                view = self._operation_result(op.get('result'))
+                return (200, view, {}) if view is not None else (204, None, {})
             err = op['error'] or {'code': 'Canceled', 'message': 'The operation was canceled.'}
             status = 409 if err['code'] in ALLOCATION_MESSAGES else 400
             return status, {'error': err}, {}
@@ -264,6 +267,15 @@ class Emulator:
         if op['error']:
             body['error'] = op['error']
         return 200, body, (retry if op['status'] == 'InProgress' else {})
+
+    def _operation_result(self, result):
+        if not result:
+            return None
+        if result[0] == 'vm' and result[1] in self.s['vms']:
+            return self.vm_view(self.s['vms'][result[1]], '')
+        if result[0] == 'reservation' and tuple(result[1]) in self.s['reservations']:
+            return self.reservation_view(self.s['reservations'][tuple(result[1])], '')
+        return None
 
     # ---- scheduled transitions -----------------------------------------------------------
     def _apply(self, ev):
@@ -892,7 +904,7 @@ class Emulator:
         res['properties']['networkProfile'] = self._make_nic(name, props, zone, rid, meta, ctx)
         if rkey:
             self.s['reservations'][rkey]['meta']['associated'].append(rid)
-        op = self.new_operation()
+        op = self.new_operation(['vm', key])
         meta['op'] = op
         self.s['vms'][key] = {'res': res, 'meta': meta}
         self.count('vms_created', name)
@@ -1020,7 +1032,7 @@ class Emulator:
             op = meta['op']   # the work under way answers for this PUT too
         elif state == 'Failed':
             # A PUT of a VM whose allocation failed tries the allocation again.
-            op = self.new_operation()
+            op = self.new_operation(['vm', name.lower()])
             meta['op'] = op
             props['provisioningState'] = 'Creating'
             if group_id and not meta.get('reservation'):
@@ -1031,7 +1043,7 @@ class Emulator:
             self.schedule(float(self.cfg['vm_create_delay']),
                           {'kind': 'vm_allocate', 'name': name.lower(), 'op': op})
         else:
-            op = self.new_operation()
+            op = self.new_operation(['vm', name.lower()])
             self.finish_operation(op, 'Succeeded')
         return 200, self.vm_view(vm, ''), self.lro_headers(op, ctx['sub'], ctx['base'],
                                                            ctx['api']), \
@@ -1092,7 +1104,7 @@ class Emulator:
                                'Joining a capacity reservation group needs a deallocated VM.')
         if 'tags' in data:
             res['tags'] = dict(data['tags'] or {})
-        op = self.new_operation()
+        op = self.new_operation(['vm', name.lower()])
         if res['properties']['provisioningState'] == 'Succeeded':
             res['properties']['provisioningState'] = 'Updating'
         self.schedule(float(self.cfg['vm_update_delay']), {'kind': 'vm_updated',
@@ -1269,7 +1281,7 @@ class Emulator:
                 r['res']['sku']['capacity'] = cap
             if 'tags' in data:
                 r['res']['tags'] = dict(data['tags'] or {})
-            op = self.new_operation()
+            op = self.new_operation(['reservation', list(key)])
             self.schedule(0.02, {'kind': 'op_done', 'op': op})
             return 200, self.reservation_view(r, ''), self.lro_headers(
                 op, ctx['sub'], ctx['base'], ctx['api']), 'capacityReservations.update'
@@ -1309,18 +1321,18 @@ class Emulator:
             if state == 'Creating':
                 op = r['meta']['op']
             elif state == 'Failed':
-                op = self.new_operation()
+                op = self.new_operation(['reservation', list(key)])
                 r['meta']['op'] = op
                 r['res']['sku']['capacity'] = cap
                 r['res']['properties']['provisioningState'] = 'Creating'
                 self.schedule(float(self.cfg['reservation_create_delay']),
                               {'kind': 'res_ready', 'key': list(key), 'op': op, 'units': cap})
             else:
-                op = self.new_operation()
+                op = self.new_operation(['reservation', list(key)])
                 self.finish_operation(op, 'Succeeded')
             return 200, self.reservation_view(r, ''), self.lro_headers(
                 op, ctx['sub'], ctx['base'], ctx['api']), 'capacityReservations.createOrUpdate'
-        op = self.new_operation()
+        op = self.new_operation(['reservation', list(key)])
         res = {'name': name, 'id': '%s/%s' % (path, name), 'location': self.cfg['location'],
                'type': 'Microsoft.Compute/capacityReservationGroups/capacityReservations',
                'tags': dict(data.get('tags') or {}), 'sku': {'name': sku['name'],
