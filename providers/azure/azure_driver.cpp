@@ -3,6 +3,7 @@
 #include "core/backoff.hpp"
 #include "core/encoding.hpp"
 #include "core/log.hpp"
+#include "providers/cloud_call.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -28,6 +29,7 @@ net::client_config client_config_for(const azure_settings& s) {
   return c;
 }
 
+// A poll that failed this way is asked again; the operation itself is not over.
 bool retryable(const error& e) {
   return e.is(errc::cloud_transient) || e.is(errc::timeout) || e.is(errc::cloud_rate_limited);
 }
@@ -63,11 +65,11 @@ boost::json::object azure_driver::details() const {
       {"subscription", settings_.subscription},
       {"resource_group", settings_.resource_group},
       {"location", settings_.location},
-      {"requests", stats_.requests},
-      {"retried", stats_.retried},
+      {"requests", calls_.requests},
+      {"retried", calls_.retried},
       {"throttled", stats_.throttled},
       {"operation_polls", stats_.operation_polls},
-      {"auth_retries", stats_.auth_retries},
+      {"auth_retries", calls_.auth_retries},
       {"failed_vms_deleted", stats_.failed_vms_deleted},
       {"token_source",
        settings_.auth() == auth_method::managed_identity ? "managed identity" : "client secret"},
@@ -110,54 +112,39 @@ std::string azure_driver::locked_key_for(std::string_view instance_id) const {
 
 asio::awaitable<result<net::client_response>> azure_driver::call(http::verb method, std::string url,
                                                                  std::string body, deadline dl) {
-  const backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::milliseconds(5000),
-                               std::chrono::milliseconds(50)};
-  bool token_renewed = false;
-  unsigned failures = 0;  // transient ones; a renewed token does not count
-  for (;;) {
-    auto getting = tokens_.token(dl);
-    auto token = co_await std::move(getting);
-    if (!token) co_return token.error();
-
-    co_await pace();
+  std::string token;  // the one the last try was sent with
+  cloud_request_hooks hooks;
+  hooks.pace = [this] { return pace(); };
+  hooks.make = [&](deadline d) -> asio::awaitable<result<net::client_request>> {
+    auto getting = tokens_.token(d);
+    auto got = co_await std::move(getting);
+    if (!got) co_return got.error();
+    token = std::move(*got);
     net::client_request req;
     req.method = method;
     req.url = url;
-    req.headers = {{"Authorization", "Bearer " + *token}, {"Accept", "application/json"}};
+    req.headers = {{"Authorization", "Bearer " + token}, {"Accept", "application/json"}};
     if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
     req.body = body;
-    ++stats_.requests;
-    auto sending = http_.send(std::move(req), dl);
-    auto res = co_await std::move(sending);
-
-    error failure;
-    if (!res) {
-      failure = res.error();
-    } else {
-      if (auto left = ratelimit_remaining_of(res->headers)) stats_.ratelimit_remaining = left;
-      if (res->status >= 200 && res->status < 300) co_return std::move(*res);
-      if (res->status == 401 && !token_renewed) {
-        // Expired or revoked before we thought: one new token, then the same request again.
-        tokens_.invalidate(*token);
-        token_renewed = true;
-        ++stats_.auth_retries;
-        continue;
-      }
-      failure = error_from_response(res->status, res->body);
-      failure.retry_after = retry_after_of(res->headers, system_clock::now());
-      if (res->status == 429) {
-        ++stats_.throttled;
-        // Throttling is the provider's business (it pauses every call): hand it up at once.
-        co_return failure;
-      }
-    }
-    if (!retryable(failure) || ++failures >= max_transient_attempts) co_return failure;
-    auto pause =
-        std::max<steady_clock::duration>(backoff.delay(failures - 1, rng_), failure.retry_after);
-    if (steady_clock::now() + pause >= dl) co_return failure;
-    ++stats_.retried;
-    co_await sleep_for(pause);
+    co_return req;
+  };
+  hooks.classify = [this](const net::client_response& res) {
+    if (auto left = ratelimit_remaining_of(res.headers)) stats_.ratelimit_remaining = left;
+    if (res.status == 429) ++stats_.throttled;
+    return error_from_response(res.status, res.body);
+  };
+  // Expired or revoked before we thought: one new token, then the same request again.
+  hooks.on_unauthorized = [&] { tokens_.invalidate(token); };
+  cloud_request_policy policy;
+  policy.max_transient_attempts = max_transient_attempts;
+  policy.backoff = backoff_policy{std::chrono::milliseconds(200), std::chrono::milliseconds(5000),
+                                  std::chrono::milliseconds(50)};
+  auto sending = send_cloud_request(http_, hooks, policy, dl, calls_, rng_);
+  auto res = co_await std::move(sending);
+  if (res) {
+    if (auto left = ratelimit_remaining_of(res->headers)) stats_.ratelimit_remaining = left;
   }
+  co_return res;
 }
 
 asio::awaitable<result<void>> azure_driver::follow(const net::client_response& started,
@@ -179,7 +166,7 @@ asio::awaitable<result<void>> azure_driver::follow(const net::client_response& s
     co_return fail(errc::cloud_permanent,
                    "ARM pointed the operation of " + what + " at another host; not followed");
   }
-  auto wait = retry_after_of(started.headers, system_clock::now());
+  auto wait = retry_after_of(started);
   std::chrono::milliseconds pause{200};
   for (;;) {
     const auto nap = wait > std::chrono::milliseconds::zero()
@@ -203,7 +190,7 @@ asio::awaitable<result<void>> azure_driver::follow(const net::client_response& s
       }
       co_return e;
     }
-    wait = retry_after_of(res->headers, system_clock::now());
+    wait = retry_after_of(*res);
     if (!async_operation) {
       if (res->status == 202) continue;
       co_return result<void>{};  // 200, 201 or 204: done

@@ -4,6 +4,7 @@
 #include "providers/azure/settings.hpp"
 #include "providers/azure/token_source.hpp"
 #include "providers/azure/wire.hpp"
+#include "providers/cloud_call.hpp"
 #include "providers/driver.hpp"
 
 #include <array>
@@ -54,10 +55,10 @@ class azure_driver final : public driver {
   [[nodiscard]] boost::json::object details() const override;
 
  private:
-  // One ARM request: paced, authorised (a 401 fetches a new token once), repeated with
-  // jittered backoff after a transient failure within the deadline (every request is a read or
-  // an idempotent PUT/PATCH/DELETE of a named resource). A non-2xx answer is returned as the
-  // error it stands for, with Retry-After.
+  // One ARM request on the shared request loop (providers/cloud_call.hpp): paced, authorised
+  // (a 401 fetches a new token once), repeated after a transient failure (every request is a
+  // read or an idempotent PUT/PATCH/DELETE of a named resource). A non-2xx answer is the error
+  // it stands for, with Retry-After; x-ms-ratelimit-remaining-* is noted on the way.
   boost::asio::awaitable<result<net::client_response>> call(net::http::verb method, std::string url,
                                                             std::string body, deadline dl);
   // Follows the long-running operation a PUT, PATCH or DELETE answered with: its
@@ -83,6 +84,7 @@ class azure_driver final : public driver {
   net::http_client http_;
   token_source tokens_;
   std::mt19937_64 rng_{std::random_device{}()};
+  cloud_request_stats calls_;
   std::array<unsigned char, 32> key_secret_{};
   bool group_ready_ = false;
   azure_driver_stats stats_;

@@ -5,15 +5,13 @@
 #include "net/http_client.hpp"
 #include "providers/azure/settings.hpp"
 #include "providers/azure/wire.hpp"
+#include "providers/single_flight.hpp"
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 namespace cloudbrain::providers::azure {
 
@@ -42,12 +40,9 @@ class token_source {
   [[nodiscard]] const token_source_stats& stats() const { return stats_; }
 
  private:
-  struct flight {
-    std::optional<result<access_token>> outcome;
-    std::vector<std::shared_ptr<boost::asio::steady_timer>> waiters;
-  };
-
   [[nodiscard]] bool usable() const;
+  // One fetch, its outcome cached (or logged); run by flights_ for every waiting caller.
+  boost::asio::awaitable<result<access_token>> refresh(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_with_secret(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_from_imds(deadline dl);
@@ -56,7 +51,7 @@ class token_source {
   net::http_client& http_;
   std::optional<access_token> cached_;
   steady_clock::time_point refresh_at_{};
-  std::shared_ptr<flight> flight_;
+  single_flight<access_token> flights_;
   token_source_stats stats_;
 };
 

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
-#include <ctime>
 
 namespace cloudbrain::providers::azure {
 namespace json = boost::json;
@@ -623,27 +622,6 @@ result<lro_state> parse_async_operation(std::string_view body) {
   st.status = lro_status_of_state(status);
   if (const auto* err = obj_of(o, "error")) st.error = error_from_object(*err);
   return st;
-}
-
-std::chrono::milliseconds retry_after_of(const net::http::fields& headers,
-                                         system_clock::time_point now) {
-  const auto it = headers.find(net::http::field::retry_after);
-  if (it == headers.end()) return std::chrono::milliseconds::zero();
-  const std::string v(it->value());
-  constexpr long cap = 3600;
-  long seconds = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-  if (ec == std::errc{} && end == v.data() + v.size() && seconds >= 0) {
-    return std::chrono::seconds(std::min(seconds, cap));
-  }
-  // An HTTP date: "Wed, 21 Oct 2015 07:28:00 GMT".
-  std::tm tm{};
-  if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) == nullptr)
-    return std::chrono::milliseconds::zero();
-  const auto at = system_clock::from_time_t(timegm(&tm));
-  if (at <= now) return std::chrono::milliseconds::zero();
-  return std::min<std::chrono::milliseconds>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(at - now), std::chrono::seconds(cap));
 }
 
 std::optional<long> ratelimit_remaining_of(const net::http::fields& headers) {

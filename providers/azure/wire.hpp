@@ -139,10 +139,7 @@ struct lro_state {
 // The provisioningState of a resource body (a Location poll's 200): its lro_status.
 [[nodiscard]] lro_status lro_status_of_state(std::string_view provisioning_state);
 
-// Headers: Retry-After (delta-seconds or an HTTP date, capped at an hour), and the smallest of
-// the x-ms-ratelimit-remaining-* counts ARM sends (nullopt: none sent).
-[[nodiscard]] std::chrono::milliseconds retry_after_of(const net::http::fields& headers,
-                                                       system_clock::time_point now);
+// The smallest of the x-ms-ratelimit-remaining-* counts ARM sends (nullopt: none sent).
 [[nodiscard]] std::optional<long> ratelimit_remaining_of(const net::http::fields& headers);
 
 // ---- capacity reservations ----
