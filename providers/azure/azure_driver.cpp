@@ -53,7 +53,7 @@ azure_driver::azure_driver(azure_settings settings, const driver_context& ctx)
     : settings_(std::move(settings)),
       deployment_(ctx.deployment),
       http_(ctx.executor, client_config_for(settings_)),
-      tokens_(settings_, http_) {
+      tokens_(settings_, http_, ctx.blocking) {
   if (RAND_bytes(key_secret_.data(), static_cast<int>(key_secret_.size())) != 1) {
     throw std::runtime_error("RAND_bytes failed");  // a broken OpenSSL is a bug
   }

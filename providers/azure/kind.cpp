@@ -7,6 +7,9 @@ namespace {
 result<std::unique_ptr<driver>> make(const provider_section& section, const driver_context& ctx) {
   auto settings = azure_settings::from_section(section);
   if (!settings) return settings.error();
+  if (!settings->client_secret_file.empty() && !ctx.blocking) {
+    return fail(errc::internal, "the azure driver needs a blocking pool for its secret file");
+  }
   return std::unique_ptr<driver>(std::make_unique<azure_driver>(std::move(*settings), ctx));
 }
 

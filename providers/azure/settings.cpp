@@ -196,7 +196,14 @@ result<azure_settings> azure_settings::from_section(const provider_section& sect
         return fail(errc::bad_config,
                     where + "'client-secret' must be one line of text (or @/path to a file)");
       }
-      a.client_secret = value;
+      if (value.front() == '@') {
+        if (value.size() < 2) {
+          return fail(errc::bad_config, where + "'client-secret' = @ needs a file's path after it");
+        }
+        a.client_secret_file = value.substr(1);
+      } else {
+        a.client_secret = value;
+      }
     } else if (key == "subnet") {
       if (!valid_subnet_id(value)) {
         return bad(key, value,
@@ -264,7 +271,7 @@ result<azure_settings> azure_settings::from_section(const provider_section& sect
         std::pair{&a.location, "location"}, std::pair{&a.subnet, "subnet"}}) {
     if (auto e = required(*value, key)) return *e;
   }
-  if (!a.client_secret.empty()) {
+  if (a.auth() == auth_method::client_secret) {
     if (a.client_id.empty()) {
       return fail(errc::bad_config, where +
                                         "'client-secret' needs 'client-id' (the application "

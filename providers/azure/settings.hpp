@@ -28,8 +28,11 @@ struct azure_settings {
   std::string location;
   std::string tenant;
   std::string client_id;      // empty with managed identity: the system-assigned one
-  std::string client_secret;  // never logged; empty: managed identity
-  std::string subnet;         // a subnet's resource id
+  std::string client_secret;  // never logged; empty: managed identity (or a secret file)
+  // client-secret = @/path: the file the secret is read from (on the blocking pool, when the
+  // first token is fetched, and again after Entra ID refused it: it may have been rotated).
+  std::string client_secret_file;
+  std::string subnet;  // a subnet's resource id
   std::string standard_vm_size = "Standard_D2s_v5";
   std::string premium_vm_size = "Standard_D4s_v5";
   std::string ssh_user = "azureuser";
@@ -40,7 +43,8 @@ struct azure_settings {
   std::string ca_file;
 
   [[nodiscard]] auth_method auth() const {
-    return client_secret.empty() ? auth_method::managed_identity : auth_method::client_secret;
+    return client_secret.empty() && client_secret_file.empty() ? auth_method::managed_identity
+                                                               : auth_method::client_secret;
   }
 
   // Any unknown key or bad value is errc::bad_config naming it.

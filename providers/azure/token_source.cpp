@@ -3,10 +3,43 @@
 #include "core/log.hpp"
 #include "providers/cloud_call.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 namespace cloudbrain::providers::azure {
 namespace asio = boost::asio;
 
 namespace {
+
+constexpr std::size_t max_secret_file = 4096;
+
+// The secret in `path`: one line, surrounding whitespace dropped. Errors never quote the file.
+result<std::string> read_secret_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(errc::bad_config,
+                "cannot read the client secret file '" + path + "': " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[1024];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > max_secret_file) {
+      return fail(errc::bad_config, "the client secret file '" + path + "' is too large");
+    }
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    return fail(errc::bad_config, "the client secret file '" + path + "' is empty");
+  }
+  text = text.substr(first, last - first + 1);
+  if (text.find_first_of("\r\n") != std::string::npos) {
+    return fail(errc::bad_config, "the client secret file '" + path + "' holds more than one line");
+  }
+  return text;
+}
 
 // A token this close to its expiry is not handed out any more, even while a refresh is failing.
 constexpr auto expiry_safety = std::chrono::seconds(10);
@@ -18,8 +51,9 @@ steady_clock::duration refresh_margin(steady_clock::duration lifetime) {
 
 }  // namespace
 
-token_source::token_source(const azure_settings& settings, net::http_client& http)
-    : settings_(settings), http_(http) {}
+token_source::token_source(const azure_settings& settings, net::http_client& http,
+                           blocking_pool* blocking)
+    : settings_(settings), http_(http), blocking_(blocking) {}
 
 void token_source::invalidate(const std::string& token) {
   if (cached_ && cached_->token == token) {
@@ -70,7 +104,22 @@ asio::awaitable<result<access_token>> token_source::fetch(deadline dl) {
   co_return co_await std::move(fetching);
 }
 
+asio::awaitable<result<std::string>> token_source::secret() {
+  if (!settings_.client_secret.empty()) co_return settings_.client_secret;
+  if (secret_from_file_) co_return *secret_from_file_;
+  if (!blocking_) co_return fail(errc::internal, "the azure driver needs a blocking pool");
+  std::string path = settings_.client_secret_file;
+  auto reading = blocking_->run([path] { return read_secret_file(path); });
+  auto read = co_await std::move(reading);
+  if (!read) co_return read.error();
+  secret_from_file_ = *read;
+  co_return std::move(*read);
+}
+
 asio::awaitable<result<access_token>> token_source::fetch_with_secret(deadline dl) {
+  auto getting = secret();
+  auto client_secret = co_await std::move(getting);
+  if (!client_secret) co_return client_secret.error();
   net::client_request req;
   req.method = net::http::verb::post;
   req.url = token_url(settings_);
@@ -85,6 +134,7 @@ asio::awaitable<result<access_token>> token_source::fetch_with_secret(deadline d
     error e = error_from_response(res->status, res->body);
     e.retry_after = retry_after_of(*res);
     if (e.is(errc::cloud_transient) || e.is(errc::cloud_rate_limited)) co_return e;
+    secret_from_file_.reset();  // read the file again next time: the secret may be rotated
     // Entra ID's message says what is wrong (AADSTS7000215: invalid client secret, ...); it
     // never repeats the secret.
     co_return fail(errc::cloud_auth, "Entra ID refused the client credentials of application " +

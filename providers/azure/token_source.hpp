@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/blocking_pool.hpp"
 #include "core/error.hpp"
 #include "core/time.hpp"
 #include "net/http_client.hpp"
@@ -27,7 +28,7 @@ struct token_source_stats {
 // Used from one strand only.
 class token_source {
  public:
-  token_source(const azure_settings& settings, net::http_client& http);
+  token_source(const azure_settings& settings, net::http_client& http, blocking_pool* blocking);
 
   // A bearer token valid for at least a little while, or why there is none (cloud_auth for
   // refused credentials, with Entra ID's message; cloud_transient/timeout for an endpoint that
@@ -46,9 +47,13 @@ class token_source {
   boost::asio::awaitable<result<access_token>> fetch(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_with_secret(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_from_imds(deadline dl);
+  // The secret itself, or read from client-secret's file on the blocking pool.
+  boost::asio::awaitable<result<std::string>> secret();
 
   const azure_settings& settings_;
   net::http_client& http_;
+  blocking_pool* blocking_;
+  std::optional<std::string> secret_from_file_;
   std::optional<access_token> cached_;
   steady_clock::time_point refresh_at_{};
   single_flight<access_token> flights_;

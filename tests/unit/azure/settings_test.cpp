@@ -128,6 +128,20 @@ TEST(AzureSettings, ASecretNeedsItsApplicationAndTenantAndIsNeverEchoed) {
   EXPECT_TRUE(by_domain);
 }
 
+TEST(AzureSettings, TheSecretMayLiveInAFile) {
+  auto r =
+      azure_settings::from_section(section({{"tenant", "11111111-1111-1111-1111-111111111111"},
+                                            {"client-id", "22222222-2222-2222-2222-222222222222"},
+                                            {"client-secret", "@/run/credentials/azure-secret"}}));
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->client_secret_file, "/run/credentials/azure-secret");
+  EXPECT_TRUE(r->client_secret.empty());
+  EXPECT_EQ(r->auth(), auth_method::client_secret);
+  EXPECT_NE(error_of(section({{"client-secret", "@"}})).find("a file's path"), std::string::npos);
+  EXPECT_NE(error_of(section({{"client-secret", "@/x"}})).find("needs 'client-id'"),
+            std::string::npos);
+}
+
 TEST(AzureSettings, TheReservationGroupNameFollowsTheProvider) {
   auto s = section();
   s.name = "azure-eu/west";
