@@ -148,7 +148,7 @@ asio::awaitable<result<net::client_response>> azure_driver::call(http::verb meth
 }
 
 asio::awaitable<result<void>> azure_driver::follow(const net::client_response& started,
-                                                   const std::string& what, deadline dl) {
+                                                   std::string what, deadline dl) {
   std::string status_url = header_of(started, "Azure-AsyncOperation");
   const bool async_operation = !status_url.empty();
   if (!async_operation) status_url = header_of(started, "Location");
@@ -213,7 +213,7 @@ asio::awaitable<result<void>> azure_driver::follow(const net::client_response& s
 }
 
 asio::awaitable<result<void>> azure_driver::mutate(http::verb method, std::string url,
-                                                   std::string body, const std::string& what,
+                                                   std::string body, std::string what,
                                                    deadline dl) {
   auto sending = call(method, std::move(url), std::move(body), dl);
   auto res = co_await std::move(sending);
@@ -222,15 +222,14 @@ asio::awaitable<result<void>> azure_driver::mutate(http::verb method, std::strin
   co_return co_await std::move(following);
 }
 
-asio::awaitable<result<void>> azure_driver::remove(std::string url, const std::string& what,
-                                                   deadline dl) {
+asio::awaitable<result<void>> azure_driver::remove(std::string url, std::string what, deadline dl) {
   auto removing = mutate(http::verb::delete_, std::move(url), std::string(), what, dl);
   auto gone = co_await std::move(removing);
   if (!gone && gone.error().is(errc::cloud_not_found)) co_return result<void>{};
   co_return gone;
 }
 
-asio::awaitable<result<arm_vm>> azure_driver::read_vm(const std::string& name, deadline dl) {
+asio::awaitable<result<arm_vm>> azure_driver::read_vm(std::string name, deadline dl) {
   auto reading = call(
       http::verb::get,
       arm_url(settings_, vm_path(settings_, name), compute_api_version, "$expand=instanceView"),
@@ -302,7 +301,8 @@ asio::awaitable<result<vm>> azure_driver::create(const instance_spec& spec, dead
     }
     co_return e;
   }
-  auto reading = get(vm_ref{s.name, s.zone, ""}, dl);
+  const vm_ref ref{s.name, s.zone, ""};
+  auto reading = get(ref, dl);
   co_return co_await std::move(reading);
 }
 
@@ -390,7 +390,8 @@ asio::awaitable<result<cloud_reservation>> azure_driver::reserve(const reservati
     if (made.error().is(errc::cloud_not_found)) group_ready_ = false;
     co_return made.error();
   }
-  auto reading = get_reservation(reservation_ref{spec.name, spec.zone, ""}, dl);
+  const reservation_ref ref{spec.name, spec.zone, ""};
+  auto reading = get_reservation(ref, dl);
   co_return co_await std::move(reading);
 }
 

@@ -64,15 +64,13 @@ class azure_driver final : public driver {
   // Follows the long-running operation a PUT, PATCH or DELETE answered with: its
   // Azure-AsyncOperation, else its Location, honouring Retry-After, to Succeeded, Failed or
   // Canceled. A poll that fails is repeated, never taken for the operation's outcome.
-  boost::asio::awaitable<result<void>> follow(const net::client_response& started,
-                                              const std::string& what, deadline dl);
+  boost::asio::awaitable<result<void>> follow(const net::client_response& started, std::string what,
+                                              deadline dl);
   boost::asio::awaitable<result<void>> mutate(net::http::verb method, std::string url,
-                                              std::string body, const std::string& what,
-                                              deadline dl);
+                                              std::string body, std::string what, deadline dl);
   // DELETE followed to the end; what is gone already counts as deleted.
-  boost::asio::awaitable<result<void>> remove(std::string url, const std::string& what,
-                                              deadline dl);
-  boost::asio::awaitable<result<arm_vm>> read_vm(const std::string& name, deadline dl);
+  boost::asio::awaitable<result<void>> remove(std::string url, std::string what, deadline dl);
+  boost::asio::awaitable<result<arm_vm>> read_vm(std::string name, deadline dl);
   // The capacity reservation group, made the first time it is needed.
   boost::asio::awaitable<result<void>> ensure_group(deadline dl);
   // A VM asked for without a key still needs one (Azure makes no Linux VM without a way in and

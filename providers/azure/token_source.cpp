@@ -125,8 +125,7 @@ asio::awaitable<result<access_token>> token_source::fetch_with_secret(deadline d
   req.url = token_url(settings_);
   req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
                  {"Accept", "application/json"}};
-  req.body =
-      client_credentials_body(settings_.client_id, settings_.client_secret, arm_scope(settings_));
+  req.body = client_credentials_body(settings_.client_id, *client_secret, arm_scope(settings_));
   auto sending = http_.send(std::move(req), dl);
   auto res = co_await std::move(sending);
   if (!res) co_return res.error();
