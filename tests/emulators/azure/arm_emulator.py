@@ -1411,6 +1411,8 @@ class Emulator:
 
     def state_reservations(self):
         return [{'group': self.s['groups'][k[0]]['name'], 'name': r['res']['name'],
+                 'id': r['res']['id'], 'reservationId': r['res']['properties']['reservationId'],
+                 'timeCreated': r['res']['properties']['timeCreated'],
                  'zone': r['res']['zones'][0], 'vmSize': r['res']['sku']['name'],
                  'capacity': r['res']['sku']['capacity'],
                  'provisioningState': r['res']['properties']['provisioningState'],
@@ -1697,6 +1699,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._entry = emu.log_request(method, path, url.query,
                                       {'user_agent': self.headers.get('User-Agent', '')})
         base = self._base()
+        if method == 'PUT' and body:
+            # The zone a PUT asks for, for tests that follow zone fallback in the log.
+            try:
+                zones = json.loads(body).get('zones')
+                if isinstance(zones, list) and zones:
+                    self._entry['zone'] = str(zones[0])
+            except (ValueError, AttributeError):
+                pass
         try:
             if path.startswith('/_emulator/'):
                 status, obj = emu.control(method, path, query, body)
