@@ -503,7 +503,7 @@ class Emulator:
         return entry['principal']
 
     # ---- faults --------------------------------------------------------------------------
-    def take_faults(self, method, path, phase):
+    def take_faults(self, method, path, phase, query=''):
         fired = []
         with self.lock:
             t = now()
@@ -514,6 +514,8 @@ class Emulator:
                     continue
                 scope_rx = f.get('path_regex') or r'^/subscriptions/'
                 if not re.search(scope_rx, path):
+                    continue
+                if f.get('query_regex') and not re.search(f['query_regex'], query):
                     continue
                 if f.get('rate') is not None:
                     win = f.setdefault('window', [])
@@ -1565,11 +1567,12 @@ class Emulator:
                     f.setdefault('seconds', 5)
                 if f.get('when', 'before') not in ('before', 'after'):
                     return 400, {'error': 'when must be before or after'}
-                if f.get('path_regex'):
-                    try:
-                        re.compile(f['path_regex'])
-                    except re.error as exc:
-                        return 400, {'error': 'bad path_regex: %s' % exc}
+                for k in ('path_regex', 'query_regex'):
+                    if f.get(k):
+                        try:
+                            re.compile(f[k])
+                        except re.error as exc:
+                            return 400, {'error': 'bad %s: %s' % (k, exc)}
                 self.s['seq'] += 1
                 f['id'] = self.s['seq']
                 self.s['faults'].append(f)
@@ -1767,7 +1770,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _faults(self, method, path, phase):
         """Applies the faults of this phase; True when the answer has been given (or lost)."""
         emu = self.server.emu
-        fired = emu.take_faults(method, path, phase)
+        fired = emu.take_faults(method, path, phase, urllib.parse.urlsplit(self.path).query)
         if not fired:
             return False
         suffix = '' if phase == 'before' else '-after'
