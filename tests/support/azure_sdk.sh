@@ -2,7 +2,8 @@
 # tests/support/azure_sdk.sh PREFIX
 #
 # Installs Microsoft's Azure SDK for JavaScript packages the ARM emulator is checked against
-# (@azure/arm-compute and @azure/arm-network, the versions pinned below, and what they need)
+# (@azure/arm-compute and @azure/arm-network, the versions pinned below for the Node.js at
+# hand, and what they need)
 # into PREFIX with npm, unless those versions are there already; prints PREFIX/node_modules.
 # PREFIX is a folder outside the source tree or an ignored one (the tests use the build
 # directory's tools/azure-sdk). Install scripts are not run and npm's cache is kept in PREFIX.
@@ -18,7 +19,18 @@ for tool in node npm; do
     exit 1
   fi
 done
-packages=("@azure/arm-compute@25.1.1" "@azure/arm-network@39.0.0")
+# The pinned versions: the newest whose engines take the Node.js at hand (the SDK's newest
+# generation needs Node.js 22; bookworm's own Node.js is 18).
+read -r -a packages < <(node -e '
+  const major = Number(process.versions.node.split(".")[0]);
+  if (major >= 22) console.log("@azure/arm-compute@25.1.1 @azure/arm-network@39.0.0");
+  else if (major >= 20) console.log("@azure/arm-compute@23.3.0 @azure/arm-network@36.0.0");
+  else if (major >= 18) console.log("@azure/arm-compute@22.4.0 @azure/arm-network@33.5.0");
+')
+if ((${#packages[@]} == 0)); then
+  echo "azure_sdk.sh: the Azure SDK needs Node.js 18 or later, not $(node --version)" >&2
+  exit 1
+fi
 
 mkdir -p "$1"
 prefix=$(cd "$1" && pwd -P)
