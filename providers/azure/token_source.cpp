@@ -111,7 +111,8 @@ asio::awaitable<result<std::string>> token_source::secret() {
   std::string path = settings_.client_secret_file;
   auto reading = blocking_->run([path] { return read_secret_file(path); });
   auto read = co_await std::move(reading);
-  if (!read) co_return read.error();
+  // No secret is refused credentials: the instance ends errored with why, not retried.
+  if (!read) co_return fail(errc::cloud_auth, read.error().detail);
   secret_from_file_ = *read;
   co_return std::move(*read);
 }

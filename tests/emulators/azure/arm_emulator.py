@@ -700,7 +700,9 @@ class Emulator:
             if method != 'GET':
                 raise ArmError(405, 'MethodNotAllowed', 'The method is not allowed.')
             self.count('methods', 'virtualMachines.list')
-            items = [self.vm_view(v, '') for _, v in sorted(self.s['vms'].items())]
+            prefix = (self.rg_id(ctx) + '/').lower()
+            items = [self.vm_view(v, '') for _, v in sorted(self.s['vms'].items())
+                     if v['res']['id'].lower().startswith(prefix)]
             return 200, self.page(items, query, ctx, self.rg_id(ctx) +
                                   '/providers/Microsoft.Compute/virtualMachines'), {}, \
                 'virtualMachines.list'
@@ -1351,7 +1353,8 @@ class Emulator:
 
     # ---- control API ---------------------------------------------------------------------
     def plant_vm(self, d):
-        """A VM made behind cloudbrain's back (no operation, no capacity)."""
+        """A VM made behind cloudbrain's back (no operation, no capacity), in the given
+        subscription and resource group (the ones lists are scoped by)."""
         ctx = {'sub': d.get('subscription', '00000000-0000-0000-0000-000000000000'),
                'rg': d.get('resource_group', 'cloudbrain'), 'base': '', 'api': ''}
         name = d['name']

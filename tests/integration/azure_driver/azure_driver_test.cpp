@@ -336,8 +336,14 @@ TEST_F(azure_driver_vs_emulator, the_listing_follows_next_links_and_keeps_to_the
   }
   planted.push_back(json::object{{"name", "theirs"},
                                  {"resource_group", "drv"},
+                                 {"subscription", subscription},
                                  {"tags", json::object{{"cloudbrain-deployment", "another"}}}});
-  planted.push_back(json::object{{"name", "unmarked"}, {"resource_group", "drv"}});
+  planted.push_back(json::object{
+      {"name", "unmarked"}, {"resource_group", "drv"}, {"subscription", subscription}});
+  planted.push_back(json::object{{"name", "other-group"},
+                                 {"resource_group", "elsewhere"},
+                                 {"subscription", subscription},
+                                 {"tags", json::object{{"cloudbrain-deployment", deployment}}}});
   post("instances", {{"instances", std::move(planted)}});
   auto listed = co_run(ioc_, d.list(deployment, after(30s)));
   ASSERT_TRUE(listed) << listed.error().message();
