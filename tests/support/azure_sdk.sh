@@ -58,7 +58,8 @@ if ! installed; then
     exit 1
   }
   tenths=$((($(date +%s%N) - started) / 100000000))
-  echo "azure_sdk.sh: installed ${packages[*]} into $prefix in $((tenths / 10)).$((tenths % 10))s" >&2
+  seconds="$((tenths / 10)).$((tenths % 10))"
+  echo "azure_sdk.sh: installed ${packages[*]} into $prefix in ${seconds}s" >&2
 fi
 flock -u 9
 echo "$prefix/node_modules"

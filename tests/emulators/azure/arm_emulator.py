@@ -350,7 +350,8 @@ class Emulator:
         if ip is not None and not ip['properties'].get('ipAddress'):
             n = self.s['ip_next']
             self.s['ip_next'] += 1
-            ip['properties']['ipAddress'] = '203.0.%d.%d' % (113 + (n - 1) // 254, (n - 1) % 254 + 1)
+            ip['properties']['ipAddress'] = '203.0.%d.%d' % (113 + (n - 1) // 254,
+                                                              (n - 1) % 254 + 1)
         self.count('vms_allocated', res['name'])
         self.finish_operation(ev['op'], 'Succeeded')
 
@@ -1190,7 +1191,8 @@ class Emulator:
                     'capacityReservationGroups.createOrUpdate'
             self.s['groups'][g] = {
                 'name': name, 'location': self.cfg['location'],
-                'id': '%s/%s' % (gpath, name), 'type': 'Microsoft.Compute/capacityReservationGroups',
+                'id': '%s/%s' % (gpath, name),
+                'type': 'Microsoft.Compute/capacityReservationGroups',
                 'tags': dict(data.get('tags') or {}), 'zones': list(zones),
                 'properties': {}}
             return 201, self.group_view(self.s['groups'][g], ''), {}, \

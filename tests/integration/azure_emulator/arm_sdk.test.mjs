@@ -130,7 +130,8 @@ after(() => {
 });
 
 describe("virtual machines", () => {
-  test("create, read with the instance view, the NIC's address, list by pages, delete", async () => {
+  test("create, read with the instance view, the NIC's address, list by pages, delete",
+       async () => {
     const vm = await compute.virtualMachines.beginCreateOrUpdateAndWait(
       RG, "cb-sdk-1", vmParameters("cb-sdk-1", "1"), { updateIntervalInMs: 20 });
     assert.equal(vm.provisioningState, "Succeeded");

@@ -23,6 +23,17 @@ KEY = 'ssh-ed25519 ' + base64.b64encode(struct.pack('>I', 11) + b'ssh-ed25519' +
                                         struct.pack('>I', 32) + bytes(32)).decode() + ' test'
 
 
+def nic_configuration(name):
+    subnet = ('/subscriptions/%s/resourceGroups/net/providers/Microsoft.Network/'
+              'virtualNetworks/v/subnets/default' % SUB)
+    ip = {'name': 'ipconfig1', 'properties': {
+        'subnet': {'id': subnet},
+        'publicIPAddressConfiguration': {'name': name + '-ip',
+                                         'properties': {'deleteOption': 'Delete'}}}}
+    return {'name': name + '-nic', 'properties': {'primary': True, 'deleteOption': 'Delete',
+                                                  'ipConfigurations': [ip]}}
+
+
 def vm_body(name, zone, group=None):
     body = {'location': 'eastus', 'zones': [zone], 'tags': {'cloudbrain-deployment': 'ci'},
             'properties': {
@@ -39,16 +50,7 @@ def vm_body(name, zone, group=None):
                                       'path': '/home/azureuser/.ssh/authorized_keys',
                                       'keyData': KEY}]}}},
                 'networkProfile': {'networkApiVersion': '2020-11-01',
-                                   'networkInterfaceConfigurations': [{
-                                       'name': name + '-nic', 'properties': {
-                                           'primary': True, 'deleteOption': 'Delete',
-                                           'ipConfigurations': [{'name': 'ipconfig1', 'properties': {
-                                               'subnet': {'id': '/subscriptions/%s/resourceGroups/net/'
-                                                          'providers/Microsoft.Network/virtualNetw'
-                                                          'orks/v/subnets/default' % SUB},
-                                               'publicIPAddressConfiguration': {
-                                                   'name': name + '-ip',
-                                                   'properties': {'deleteOption': 'Delete'}}}}]}}]}}}
+                                   'networkInterfaceConfigurations': [nic_configuration(name)]}}}
     if group:
         body['properties']['capacityReservation'] = {'capacityReservationGroup': {'id': group}}
     return body
