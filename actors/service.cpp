@@ -183,7 +183,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   meter.watch(pool);
 
   const std::string owner = process_owner_id();
-  instance_store store(pool, owner, cfg->job_max_attempts);
+  instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
