@@ -139,7 +139,8 @@ list_p99() {
   echo "$p99 ms p99 ($rps/s)"
 }
 
-echo "== cloudbrain $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores," \
+revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+echo "== cloudbrain $revision, $(nproc) cores," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 echo "== PostgreSQL 15 of its own: $durability; pgbench -M prepared, $pgbench_clients clients;" \
   "wrk ${seconds}s, 2 threads"
@@ -161,13 +162,15 @@ for ((round = 1; round <= rounds; round++)); do
   before=$(cb_psql -At -c "SELECT count(*) FROM instances")
   read -r post_rps post_p99 post_bad post_errs <<<"$(wrk_run post_instance.lua "$connections")"
   after=$(cb_psql -At -c "SELECT count(*) FROM instances")
-  post_ok=$(awk -v r="$post_rps" -v s="$seconds" -v b="$post_bad" 'BEGIN { printf "%d", r * s - b }')
+  post_ok=$(awk -v r="$post_rps" -v s="$seconds" -v b="$post_bad" \
+    'BEGIN { printf "%d", r * s - b }')
   # Every 201 is a committed row (more rows than 201s: answers still on their way at the end).
   ((after - before >= post_ok)) ||
     { echo "POST: $post_ok answers 2xx but only $((after - before)) rows" >&2; exit 1; }
   read -r livez_rps _ _ _ <<<"$(wrk_run livez.lua "$connections")"
   read -r get_rps get_p99 get_bad get_errs <<<"$(wrk_run get_instance.lua "$connections")"
-  ((get_bad == 0 && get_errs == 0)) || { echo "GET: $get_bad non-2xx, $get_errs errors" >&2; exit 1; }
+  ((get_bad == 0 && get_errs == 0)) ||
+    { echo "GET: $get_bad non-2xx, $get_errs errors" >&2; exit 1; }
   post_ratio=$(awk -v a="$post_rps" -v b="$tps" 'BEGIN { printf "%.2f", a / b }')
   get_ratio=$(awk -v a="$get_rps" -v b="$livez_rps" 'BEGIN { printf "%.2f", a / b }')
   post_ratios+=("$post_ratio")
