@@ -1,5 +1,6 @@
-"""The GCE emulator (tests/emulators/gce/gce_emulator.py) as a child process of a test: started
-on port 0 with a port file, told to exit with its parent, stopped by its own PID.
+"""The GCE emulator (tests/emulators/gce/gce_emulator.py), or another emulator with the same
+command line (`script`), as a child process of a test: started on port 0 with a port file, told to
+exit with its parent, stopped by its own PID.
 
 stdlib only.
 """
@@ -18,7 +19,8 @@ EMULATOR = os.path.join(REPO, 'tests', 'emulators', 'gce', 'gce_emulator.py')
 class EmulatorProcess:
     """One emulator process, started with port 0 and a port file; stopped by its own PID."""
 
-    def __init__(self, *extra, workdir=None):
+    def __init__(self, *extra, workdir=None, script=EMULATOR):
+        self.script = script
         self.extra = list(extra)
         self.dir = workdir or tempfile.mkdtemp(prefix='gce-emu-')
         self.proc = None
@@ -31,7 +33,7 @@ class EmulatorProcess:
         if os.path.exists(pf):
             os.remove(pf)
         self.log = open(os.path.join(self.dir, 'emulator.log'), 'ab')
-        self.proc = subprocess.Popen([sys.executable, EMULATOR, '--port', '0', '--port-file', pf,
+        self.proc = subprocess.Popen([sys.executable, self.script, '--port', '0', '--port-file', pf,
                                       '--parent-pid', str(os.getpid())] + self.extra,
                                      stdout=self.log, stderr=self.log)
         deadline = time.time() + 30

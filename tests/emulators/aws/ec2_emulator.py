@@ -859,11 +859,7 @@ class Emulator:
                          ('attachTime', iso(i['launch'])), ('deleteOnTermination', True)])])]),
             ('virtualizationType', 'hvm'), ('clientToken', i.get('client_token') or ''),
             ('tagSet', tag_set(i['tags'])), ('hypervisor', 'xen'),
-            ('networkInterfaceSet', [('item', [
-                ('networkInterfaceId', i['eni']), ('subnetId', i['subnet']),
-                ('vpcId', self.s['catalogue']['vpcId']),
-                ('ownerId', self.cfg['account_id']), ('status', 'in-use'),
-                ('privateIpAddress', i['private_ip']), ('sourceDestCheck', True)])]),
+            ('networkInterfaceSet', [('item', self.interface_xml(i))]),
             ('ebsOptimized', False), ('enaSupport', True),
         ]
         if i.get('capacity_reservation'):
@@ -877,10 +873,42 @@ class Emulator:
         children += [
             ('hibernationOptions', [('configured', False)]),
             ('metadataOptions', [('state', 'applied'), ('httpTokens', 'optional'),
-                                 ('httpPutResponseHopLimit', 1), ('httpEndpoint', 'enabled')]),
+                                 ('httpPutResponseHopLimit', 1), ('httpEndpoint', 'enabled'),
+                                 ('httpProtocolIpv6', 'disabled'),
+                                 ('instanceMetadataTags', 'disabled')]),
             ('platformDetails', 'Linux/UNIX'), ('usageOperation', 'RunInstances'),
         ]
         return children
+
+    def interface_xml(self, i):
+        private_dns = 'ip-%s.%s.compute.internal' % (i['private_ip'].replace('.', '-'),
+                                                     self.cfg['region'])
+        association = None
+        if i.get('public_ip'):
+            association = [('publicIp', i['public_ip']), ('publicDnsName', 'ec2-%s.%s.compute.'
+                                                           'amazonaws.com' % (
+                                                               i['public_ip'].replace('.', '-'),
+                                                               self.cfg['region'])),
+                           ('ipOwnerId', 'amazon')]
+        mac = '02:%s' % ':'.join(i['eni'][4 + n:6 + n] for n in range(0, 10, 2))
+        return [
+            ('networkInterfaceId', i['eni']), ('subnetId', i['subnet']),
+            ('vpcId', self.s['catalogue']['vpcId']), ('description', ''),
+            ('ownerId', self.cfg['account_id']), ('status', 'in-use'), ('macAddress', mac),
+            ('privateIpAddress', i['private_ip']), ('privateDnsName', private_dns),
+            ('sourceDestCheck', True),
+            ('groupSet', [('item', [('groupId', g), ('groupName', g.replace('sg-', 'group-'))])
+                          for g in i['groups']]),
+            ('attachment', [('attachmentId', 'eni-attach-' + i['eni'][4:]), ('deviceIndex', 0),
+                            ('networkCardIndex', 0), ('status', 'attached'),
+                            ('attachTime', iso(i['launch'])), ('deleteOnTermination', True)]),
+            ('association', association),
+            ('privateIpAddressesSet', [('item', [('privateIpAddress', i['private_ip']),
+                                                 ('privateDnsName', private_dns),
+                                                 ('primary', True),
+                                                 ('association', association)])]),
+            ('ipv6AddressesSet', []), ('interfaceType', 'interface'),
+        ]
 
     def reservation_group(self, rid, instances):
         return [('reservationId', rid), ('ownerId', self.cfg['account_id']), ('groupSet', []),
