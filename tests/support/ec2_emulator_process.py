@@ -1,11 +1,9 @@
 """The EC2 emulator (tests/emulators/aws/ec2_emulator.py) as a child process of a test, with
 boto3 clients pointed at it. stdlib only, but for `client()`, which needs boto3.
 """
-import os
+from emulator_process import EmulatorProcess, emulator_path
 
-from gce_emulator_process import REPO, EmulatorProcess
-
-EC2_EMULATOR = os.path.join(REPO, 'tests', 'emulators', 'aws', 'ec2_emulator.py')
+EC2_EMULATOR = emulator_path('aws', 'ec2_emulator.py')
 REGION = 'eu-west-1'
 # The access key the emulator knows after every reset.
 ACCESS_KEY = 'AKIAEMULATOREXAMPLE1'
