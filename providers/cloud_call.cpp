@@ -94,7 +94,8 @@ asio::awaitable<result<net::client_response>> send_cloud_request(
       failure = res.error();
     } else if (res->status >= 200 && res->status < 300) {
       co_return std::move(*res);
-    } else if (res->status == 401 && hooks.on_unauthorized && !renewed) {
+    } else if ((res->status == 401 || (hooks.stale_credentials && hooks.stale_credentials(*res))) &&
+               hooks.on_unauthorized && !renewed) {
       hooks.on_unauthorized();
       renewed = true;
       ++stats.auth_retries;

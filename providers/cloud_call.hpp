@@ -27,6 +27,9 @@ struct cloud_request_hooks {
   // A 401 the first time: forget the credentials just used, so that the next make() fetches
   // new ones, and try again once. Empty: a 401 is classified like any other answer.
   std::function<void()> on_unauthorized;
+  // Answers other than 401 that also say the credentials just used are stale (EC2 answers an
+  // expired session token with 400 RequestExpired): handled like a 401. Empty: only 401.
+  std::function<bool(const net::client_response&)> stale_credentials;
 };
 
 struct cloud_request_policy {
