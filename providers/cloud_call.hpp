@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <random>
+#include <string_view>
 
 namespace cloudbrain::providers {
 
@@ -55,6 +57,10 @@ struct cloud_request_stats {
 boost::asio::awaitable<result<net::client_response>> send_cloud_request(
     net::http_client& http, const cloud_request_hooks& hooks, cloud_request_policy policy,
     deadline dl, cloud_request_stats& stats, std::mt19937_64& rng);
+
+// An HTTP date in IMF-fixdate form ("Sun, 06 Nov 1994 08:49:37 GMT"), the only one a sender may
+// produce (RFC 9110 5.6.7); none for anything else.
+[[nodiscard]] std::optional<system_clock::time_point> parse_http_date(std::string_view v);
 
 // Retry-After as delta-seconds or an HTTP date, capped at an hour; zero when absent or unreadable.
 [[nodiscard]] std::chrono::milliseconds retry_after_of(const net::client_response& res,

@@ -43,6 +43,8 @@ TEST(RetryAfter, DeltaSecondsDatesAndGarbage) {
                            "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:47 GMT", ""}) {
     EXPECT_EQ(retry_after_of(answer(429, {{"Retry-After", junk}}), now), 0ms) << junk;
   }
+  EXPECT_EQ(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), now);
+  EXPECT_FALSE(parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC"));
   // Capped at an hour, however long the cloud asks for.
   EXPECT_EQ(retry_after_of(answer(503, {{"Retry-After", "86400"}}), now), 1h);
 }
