@@ -67,11 +67,11 @@ DEFAULT_CATALOGUE = {
     'zoneInstanceTypes': {'eu-west-1c': ['t3.micro', 't3.small', 'm5.large', 'm5.xlarge',
                                          'm5.2xlarge', 'c5.large', 'c5.4xlarge']},
     'images': [
-        {'imageId': 'ami-0c1bea58988a989155', 'name': 'cloudbrain-ci-2024-01',
+        {'imageId': 'ami-0c1bea58988a98915', 'name': 'cloudbrain-ci-2024-01',
          'ownerId': 'self', 'state': 'available', 'creationDate': '2024-01-10T10:00:00.000Z'},
-        {'imageId': 'ami-0d2cfb69a99b9a0266', 'name': 'cloudbrain-ci-2024-02',
+        {'imageId': 'ami-0d2cfb69a99b9a026', 'name': 'cloudbrain-ci-2024-02',
          'ownerId': 'self', 'state': 'available', 'creationDate': '2024-02-10T10:00:00.000Z'},
-        {'imageId': 'ami-0e3d0c7aaaac0b1377', 'name': 'cloudbrain-ci-2024-03',
+        {'imageId': 'ami-0e3d0c7aaaac0b137', 'name': 'cloudbrain-ci-2024-03',
          'ownerId': 'self', 'state': 'pending', 'creationDate': '2024-03-10T10:00:00.000Z'},
         {'imageId': 'ami-0694d931cee176e7d', 'name':
          'ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240411',
@@ -502,7 +502,7 @@ class Emulator:
             inst['public_ip'] = None
 
     # ---- faults --------------------------------------------------------------------------
-    def take_faults(self, method, path, action, phase):
+    def take_faults(self, method, path, action, phase, params=None):
         """The faults that fire for this request in this phase ('before'/'after')."""
         fired = []
         with self.lock:
@@ -513,6 +513,10 @@ class Emulator:
                 if f.get('method') and f['method'].upper() != method:
                     continue
                 if f.get('action') and f['action'] != action:
+                    continue
+                if f.get('params') and not all(
+                        name in (params or {}) and re.search(rx, params[name])
+                        for name, rx in f['params'].items()):
                     continue
                 scope_rx = f.get('path_regex') or r'^/$'
                 if not re.search(scope_rx, path):
@@ -1543,11 +1547,11 @@ class Emulator:
                         return 400, {'error': 'fail status must be 500 or 503'}
                 if f['kind'] == 'stall':
                     f.setdefault('seconds', 5)
-                if f.get('path_regex'):
-                    try:
-                        re.compile(f['path_regex'])
-                    except re.error as exc:
-                        return 400, {'error': 'bad path_regex: %s' % exc}
+                try:
+                    for rx in [f.get('path_regex') or ''] + list((f.get('params') or {}).values()):
+                        re.compile(rx)
+                except (re.error, TypeError) as exc:
+                    return 400, {'error': 'bad regular expression: %s' % exc}
                 f['id'] = self.next_seq()
                 self.s['faults'].append(f)
                 return 200, f
@@ -1558,6 +1562,18 @@ class Emulator:
                 return 200, self._plant_instance(data)
             if p == 'instances' and method == 'GET':
                 return 200, {'instances': self._state_instances()}
+            if p == 'instances/terminate' and method == 'POST':
+                # Someone else terminates it (the console, another tool): no API call, no log.
+                i = self.s['instances'].get(data.get('id'))
+                if i is None:
+                    return 404, {'error': 'no instance %s' % data.get('id')}
+                if i['state'] not in ('shutting-down', 'terminated'):
+                    i['state'] = 'shutting-down'
+                    i['state_reason'] = ['Client.UserInitiatedShutdown',
+                                         'Client.UserInitiatedShutdown: User initiated shutdown']
+                    self.schedule(self.cfg['stopping_delay'], {'kind': 'terminated',
+                                                               'id': i['id']})
+                return 200, next(x for x in self._state_instances() if x['id'] == i['id'])
             if p == 'reservations' and method == 'POST':
                 if isinstance(data.get('reservations'), list):
                     return 200, {'reservations': [self._plant_reservation(d)
@@ -1627,7 +1643,7 @@ class Emulator:
             return {'error': 'state must be one of %s' % ', '.join(STATE_CODES)}
         i = {'id': d.get('id') or new_id('i-'), 'reservation': new_id('r-'), 'zone': zone,
              'type': d.get('instanceType', 'm5.large'),
-             'image': d.get('imageId', 'ami-0c1bea58988a989155'), 'state': state, 'launch': t,
+             'image': d.get('imageId', 'ami-0c1bea58988a98915'), 'state': state, 'launch': t,
              'seq': self.next_seq(), 'private_ip': self._alloc_private_ip(),
              'public_ip': None, 'wants_public': d.get('public', True),
              'subnet': 'subnet-default-%s' % zone[-1], 'groups': [],
@@ -1772,7 +1788,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == 'POST' and body and not form:
                 raise Ec2Error(400, 'InvalidParameterValue',
                                'The request body must be application/x-www-form-urlencoded')
-            faults = emu.take_faults(method, path, action, 'before')
+            faults = emu.take_faults(method, path, action, 'before', params)
             if faults:
                 entry['fault'] = [f['kind'] for f in faults]
             for f in faults:
@@ -1794,7 +1810,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry['access_key'] = principal
             root, children = emu.ec2(params, principal)
             data = render_xml(root, children, request_id)
-            after = emu.take_faults(method, path, action, 'after')
+            after = emu.take_faults(method, path, action, 'after', params)
             if after:
                 entry['fault'] = entry.get('fault', []) + [f['kind'] + '-after' for f in after]
             for f in after:

@@ -30,7 +30,7 @@ import botocore.utils  # noqa: E402
 from ec2_emulator_process import (ACCESS_KEY, REGION, SECRET_KEY,  # noqa: E402
                                   Ec2EmulatorProcess)
 
-IMAGE = 'ami-0c1bea58988a989155'
+IMAGE = 'ami-0c1bea58988a98915'
 FAST = {'pending_delay': 0.2, 'stopping_delay': 0.2, 'reservation_create_delay': 0.2}
 EMU = None
 

@@ -31,7 +31,7 @@ instance_spec spec_in(std::string zone) {
   instance_spec s;
   s.instance_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
   s.name = vm_name_for(s.instance_id);
-  s.image = "ami-0c1bea58988a989155";
+  s.image = "ami-0c1bea58988a98915";
   s.instance_type = "premium";
   s.public_ssh_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGCx tester@ci\n";
   s.zone = std::move(zone);
@@ -48,12 +48,12 @@ std::map<std::string, std::string> as_map(const query_params& p) {
 }
 
 TEST(ec2_requests, run_instances_through_placement) {
-  auto p = run_instances_params(spec_in("eu-west-1a"), settings(), "ami-0c1bea58988a989155", "");
+  auto p = run_instances_params(spec_in("eu-west-1a"), settings(), "ami-0c1bea58988a98915", "");
   ASSERT_TRUE(p) << p.error().message();
   auto m = as_map(*p);
   EXPECT_EQ(p->front(), (std::pair<std::string, std::string>{"Action", "RunInstances"}));
   EXPECT_EQ(m["Version"], "2016-11-15");
-  EXPECT_EQ(m["ImageId"], "ami-0c1bea58988a989155");
+  EXPECT_EQ(m["ImageId"], "ami-0c1bea58988a98915");
   EXPECT_EQ(m["InstanceType"], "m5.2xlarge");
   EXPECT_EQ(m["MinCount"], "1");
   EXPECT_EQ(m["MaxCount"], "1");
@@ -92,7 +92,7 @@ TEST(ec2_requests, run_instances_through_placement) {
 TEST(ec2_requests, run_instances_through_the_zones_subnet_into_a_reservation) {
   auto spec = spec_in("eu-west-1b");
   spec.public_ssh_key.clear();
-  auto p = run_instances_params(spec, settings(), "ami-0d2cfb69a99b9a0266", "cr-0123456789abcdef0");
+  auto p = run_instances_params(spec, settings(), "ami-0d2cfb69a99b9a026", "cr-0123456789abcdef0");
   ASSERT_TRUE(p);
   auto m = as_map(*p);
   EXPECT_FALSE(m.contains("Placement.AvailabilityZone"));
@@ -110,12 +110,12 @@ TEST(ec2_requests, run_instances_through_the_zones_subnet_into_a_reservation) {
 TEST(ec2_requests, run_instances_refuses_what_ec2_would) {
   auto spec = spec_in("eu-west-1a");
   spec.instance_type = "huge";
-  auto type = run_instances_params(spec, settings(), "ami-0c1bea58988a989155", "");
+  auto type = run_instances_params(spec, settings(), "ami-0c1bea58988a98915", "");
   ASSERT_FALSE(type);
   EXPECT_TRUE(type.error().is(errc::cloud_permanent));
   spec = spec_in("eu-west-1a");
   spec.public_ssh_key = "ssh-ed25519 AAAA\nssh-rsa BBBB";
-  auto key = run_instances_params(spec, settings(), "ami-0c1bea58988a989155", "");
+  auto key = run_instances_params(spec, settings(), "ami-0c1bea58988a98915", "");
   ASSERT_FALSE(key);
   EXPECT_NE(key.error().detail.find("one line"), std::string::npos);
 }
@@ -235,7 +235,7 @@ TEST(ec2_answers, run_instances) {
   EXPECT_EQ(format_rfc3339(i->v.created_at), "2026-12-06T12:53:25.836000Z");
   EXPECT_EQ(i->client_token, std::string(64, 'a'));
   EXPECT_EQ(i->instance_type, "m5.large");
-  EXPECT_EQ(i->image_id, "ami-0c1bea58988a989155");
+  EXPECT_EQ(i->image_id, "ami-0c1bea58988a98915");
 }
 
 TEST(ec2_answers, describe_instances_running_public_or_private) {
@@ -302,7 +302,7 @@ TEST(ec2_answers, images_and_the_newest_available) {
   EXPECT_EQ(page->images[0].owner_id, "123456789012");
   const auto* newest = newest_image(page->images);
   ASSERT_NE(newest, nullptr);
-  EXPECT_EQ(newest->image_id, "ami-0d2cfb69a99b9a0266");  // 2024-03 is still pending
+  EXPECT_EQ(newest->image_id, "ami-0d2cfb69a99b9a026");  // 2024-03 is still pending
   EXPECT_EQ(newest_image({}), nullptr);
 }
 

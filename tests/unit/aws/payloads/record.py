@@ -71,7 +71,7 @@ def record(base):
             'cb-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'},
             {'Key': 'cloudbrain-deployment', 'Value': 'prod-eu'},
             {'Key': 'cloudbrain-instance', 'Value': '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b'}]
-    run = dict(ImageId='ami-0c1bea58988a989155', InstanceType='m5.large', MinCount=1,
+    run = dict(ImageId='ami-0c1bea58988a98915', InstanceType='m5.large', MinCount=1,
                MaxCount=1, ClientToken='a' * 64, Placement={'AvailabilityZone': 'eu-west-1a'},
                TagSpecifications=[{'ResourceType': 'instance', 'Tags': tags},
                                   {'ResourceType': 'volume', 'Tags': tags}],
@@ -83,7 +83,7 @@ def record(base):
     save('describe_instances_empty.xml', ec2.describe_instances,
          Filters=[{'Name': 'tag:cloudbrain-deployment', 'Values': ['nobody']}], MaxResults=5)
     for n in range(6):
-        ec2.run_instances(ImageId='ami-0c1bea58988a989155', InstanceType='t3.micro', MinCount=1,
+        ec2.run_instances(ImageId='ami-0c1bea58988a98915', InstanceType='t3.micro', MinCount=1,
                           MaxCount=1, Placement={'AvailabilityZone': 'eu-west-1b'},
                           TagSpecifications=[{'ResourceType': 'instance', 'Tags': [
                               {'Key': 'cloudbrain-deployment', 'Value': 'paged'},
@@ -112,7 +112,7 @@ def record(base):
     save('create_capacity_reservation.xml', ec2.create_capacity_reservation, **ccr)
     crid = ec2.create_capacity_reservation(**ccr)['CapacityReservation']['CapacityReservationId']
     time.sleep(0.4)
-    ec2.run_instances(ImageId='ami-0c1bea58988a989155', InstanceType='m5.large', MinCount=1,
+    ec2.run_instances(ImageId='ami-0c1bea58988a98915', InstanceType='m5.large', MinCount=1,
                       MaxCount=1, CapacityReservationSpecification={
                           'CapacityReservationTarget': {'CapacityReservationId': crid}})
     save('describe_capacity_reservations.xml', ec2.describe_capacity_reservations,
@@ -123,16 +123,16 @@ def record(base):
     # Errors, as EC2 words them.
     control(base, 'capacity', {'zone': 'eu-west-1c', 'remaining': 0})
     save('error_insufficient_instance_capacity.xml', ec2.run_instances,
-         ImageId='ami-0c1bea58988a989155', InstanceType='m5.large', MinCount=1, MaxCount=1,
+         ImageId='ami-0c1bea58988a98915', InstanceType='m5.large', MinCount=1, MaxCount=1,
          Placement={'AvailabilityZone': 'eu-west-1c'})
-    save('error_unsupported.xml', ec2.run_instances, ImageId='ami-0c1bea58988a989155',
+    save('error_unsupported.xml', ec2.run_instances, ImageId='ami-0c1bea58988a98915',
          InstanceType='p4d.24xlarge', MinCount=1, MaxCount=1,
          Placement={'AvailabilityZone': 'eu-west-1c'})
     save('error_not_found.xml', ec2.describe_instances, InstanceIds=['i-0123456789abcdef0'])
     save('error_ami_not_found.xml', ec2.run_instances, ImageId='ami-0123456789abcdef0',
          InstanceType='m5.large', MinCount=1, MaxCount=1)
     control(base, 'quota', {'metric': 'vcpus', 'limit': 4})
-    save('error_vcpu_limit.xml', ec2.run_instances, ImageId='ami-0c1bea58988a989155',
+    save('error_vcpu_limit.xml', ec2.run_instances, ImageId='ami-0c1bea58988a98915',
          InstanceType='m5.2xlarge', MinCount=1, MaxCount=1)
     control(base, 'quota', {'metric': 'vcpus', 'limit': None})
     save('error_idempotent_mismatch.xml', ec2.run_instances, **dict(run, InstanceType='t3.micro'))
