@@ -558,6 +558,13 @@ errc kind_of_code(std::string_view code, unsigned http_status) {
   return errc::cloud_permanent;
 }
 
+bool has_code(const error& e, std::string_view code) {
+  // error_from_response ends every detail with "(CODE, HTTP n[, request ID])".
+  const std::string mark = "(" + std::string(code) + ", HTTP ";
+  const auto at = e.detail.rfind(mark);
+  return at != std::string::npos && e.detail.find('(', at + 1) == std::string::npos;
+}
+
 error error_from_response(unsigned http_status, std::string_view body,
                           std::optional<system_clock::time_point> server_time,
                           system_clock::time_point now) {
@@ -572,13 +579,19 @@ error error_from_response(unsigned http_status, std::string_view body,
       (code == "SignatureDoesNotMatch" &&
        (contains(detail, "expired") || contains(detail, "not yet current")));
   if (signature_time) {
-    std::string skew = "clock skew: EC2 refused the request's time";
-    if (server_time) {
+    // EC2 refuses the request's time both to a clock that is off and to an expired session
+    // token; the answer's Date tells which.
+    if (!server_time) {
+      detail = "clock skew or expired credentials: EC2 refused the request's time; " + detail;
+    } else {
       const auto off = std::chrono::duration_cast<std::chrono::seconds>(now - *server_time).count();
-      skew = "clock skew: this host's clock is " + std::to_string(off < 0 ? -off : off) + " s " +
-             (off < 0 ? "behind" : "ahead of") + " EC2's";
+      if (off >= 60 || off <= -60) {
+        detail = "clock skew: this host's clock is " + std::to_string(off < 0 ? -off : off) +
+                 " s " + (off < 0 ? "behind" : "ahead of") + " EC2's; " + detail;
+      } else {
+        detail = "expired credentials (this host's clock agrees with EC2's): " + detail;
+      }
     }
-    detail = skew + "; " + detail;
   }
 
   detail += " (";

@@ -158,6 +158,9 @@ struct ec2_error {
 [[nodiscard]] error error_from_response(unsigned http_status, std::string_view body,
                                         std::optional<system_clock::time_point> server_time = {},
                                         system_clock::time_point now = system_clock::now());
+// Whether `e`, made by error_from_response, is EC2's error `code`.
+[[nodiscard]] bool has_code(const error& e, std::string_view code);
+
 // The kind an EC2 error code (and its HTTP status) stands for.
 [[nodiscard]] errc kind_of_code(std::string_view code, unsigned http_status);
 

@@ -423,7 +423,18 @@ TEST(ec2_errors, a_refused_time_is_reported_as_clock_skew) {
   const auto behind = error_from_response(400, body, t, t - std::chrono::seconds(400));
   EXPECT_NE(behind.detail.find("400 s behind EC2's"), std::string::npos) << behind.detail;
   const auto unknown = error_from_response(400, body);
-  EXPECT_EQ(unknown.detail.rfind("clock skew: EC2 refused the request's time; ", 0), 0u);
+  EXPECT_EQ(unknown.detail.rfind("clock skew or expired credentials: EC2 refused the request's "
+                                 "time; ",
+                                 0),
+            0u)
+      << unknown.detail;
+  // In step with EC2: not the clock, the session token.
+  const auto expired = error_from_response(400, body, t, t + std::chrono::seconds(3));
+  EXPECT_EQ(expired.detail.rfind("expired credentials (this host's clock agrees with EC2's): "
+                                 "Request has expired.",
+                                 0),
+            0u)
+      << expired.detail;
   const auto signature = error_from_response(
       403,
       "<Response><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>Signature expired: "
@@ -445,6 +456,13 @@ TEST(ec2_errors, bodies_that_are_no_error_document) {
   EXPECT_EQ(error_from_response(400, "").detail, "empty body (HTTP 400)");
   EXPECT_TRUE(error_from_response(400, "oops").is(errc::cloud_permanent));
   EXPECT_TRUE(error_from_response(403, "").is(errc::cloud_auth));
+  const auto state = error_from_response(
+      400,
+      "<Response><Errors><Error><Code>IncorrectState</Code><Message>cr-1 is cancelled (not "
+      "active)</Message></Error></Errors><RequestID>r</RequestID></Response>");
+  EXPECT_TRUE(has_code(state, "IncorrectState"));
+  EXPECT_FALSE(has_code(state, "Incorrect"));
+  EXPECT_FALSE(has_code(error_from_response(400, "(IncorrectState, HTTP 400)"), "IncorrectState"));
   EXPECT_EQ(kind_of_code("InsufficientCapacity", 500), errc::cloud_capacity);
   EXPECT_EQ(kind_of_code("InstanceLimitExceeded", 400), errc::cloud_quota);
   EXPECT_EQ(kind_of_code("ReservationCapacityExceeded", 400), errc::cloud_capacity);
