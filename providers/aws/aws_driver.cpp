@@ -208,6 +208,13 @@ asio::awaitable<result<std::string>> aws_driver::image_id_for(std::string image,
       it != images_.end() && steady_clock::now() < it->second.until) {
     co_return it->second.id;
   }
+  const std::string what = "lookup of image " + image;  // outlives the flight, which names it
+  auto& lookups = image_lookups_[image];
+  auto looking = lookups.run([this, image, dl] { return look_up_image(image, dl); }, dl, what);
+  co_return co_await std::move(looking);
+}
+
+asio::awaitable<result<std::string>> aws_driver::look_up_image(std::string image, deadline dl) {
   std::vector<ec2_image> found;
   std::string token;
   for (unsigned pages = 0;; ++pages) {

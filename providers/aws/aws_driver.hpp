@@ -6,6 +6,7 @@
 #include "providers/aws/wire.hpp"
 #include "providers/cloud_call.hpp"
 #include "providers/driver.hpp"
+#include "providers/single_flight.hpp"
 
 #include <cstdint>
 #include <map>
@@ -76,6 +77,7 @@ class aws_driver final : public driver {
   // The AMI id for `image`: itself if it is one, else the newest available image of that name
   // among image-owners (cached for a while, so that retries launch the same image).
   boost::asio::awaitable<result<std::string>> image_id_for(std::string image, deadline dl);
+  boost::asio::awaitable<result<std::string>> look_up_image(std::string image, deadline dl);
   // The id of the active reservation named `name` in `zone`.
   boost::asio::awaitable<result<std::string>> reservation_id_for(std::string name, std::string zone,
                                                                  deadline dl);
@@ -103,7 +105,9 @@ class aws_driver final : public driver {
     std::string id;
     steady_clock::time_point until;
   };
-  std::map<std::string, cached_id> images_;             // image name → AMI id
+  std::map<std::string, cached_id> images_;  // image name → AMI id
+  // One DescribeImages per name for every create waiting for it.
+  std::map<std::string, single_flight<std::string>> image_lookups_;
   std::map<std::string, std::string> reservation_ids_;  // name + "/" + zone → id
 };
 
