@@ -558,6 +558,15 @@ class Emulator:
                 self.s['counters']['requests_total'] += 1
             return e
 
+    def zone_asked(self, params):
+        """The zone a call names, directly or through its subnet (for the request log)."""
+        zone = params.get('Placement.AvailabilityZone') or params.get('AvailabilityZone')
+        subnet = params.get('NetworkInterface.1.SubnetId') or params.get('SubnetId')
+        if not zone and subnet:
+            with self.lock:
+                zone = self.s['catalogue']['subnets'].get(subnet, {}).get('zone')
+        return zone
+
     def count(self, counter, key):
         c = self.s['counters'][counter]
         c[key] = c.get(key, 0) + 1
@@ -1768,7 +1777,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         action = params.get('Action')
         entry = emu.log_request(method, path, url.query, self.client_address[0],
                                 {'user_agent': self.headers.get('User-Agent', ''),
-                                 'route': action if path == '/' else None})
+                                 'route': action if path == '/' else None,
+                                 'zone': emu.zone_asked(params)})
         self._entry, self._t0 = entry, t0
         request_id = str(uuid.uuid4())
         try:
