@@ -242,6 +242,7 @@ class ExampleConfig(unittest.TestCase):
         self.assertIn("listen 127.0.0.1:8080", r.stdout)
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
+        self.assertIn("aws-eu (aws)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
@@ -265,7 +266,8 @@ class ExampleConfig(unittest.TestCase):
         shown = self.sections(self.uncommented)
         common = {"type", "zones", "rate-limit", "max-in-flight", "endpoint",
                   "max-reserved-instances", "max-reservation-duration"}
-        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce")):
+        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
+                               ("provider.aws-eu", "aws")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
                    "no-such-key = 1\n"
             r = self.check(text)
