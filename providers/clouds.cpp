@@ -3,7 +3,8 @@
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
   X(gce)                     \
-  X(aws)
+  X(aws)                     \
+  X(azure)
 
 #include "providers/registry.hpp"
 

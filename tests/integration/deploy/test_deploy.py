@@ -243,6 +243,7 @@ class ExampleConfig(unittest.TestCase):
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
         self.assertIn("aws-eu (aws)", r.stdout)
+        self.assertIn("azure-prod (azure)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
@@ -265,9 +266,10 @@ class ExampleConfig(unittest.TestCase):
         # The loader names every key a type knows when it meets one it does not.
         shown = self.sections(self.uncommented)
         common = {"type", "zones", "rate-limit", "max-in-flight", "endpoint",
-                  "max-reserved-instances", "max-reservation-duration"}
+                  "max-reserved-instances", "max-reservation-duration",
+                  "standard-price-per-hour", "premium-price-per-hour", "reserved-price-per-hour"}
         for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
-                               ("provider.aws-eu", "aws")):
+                               ("provider.aws-eu", "aws"), ("provider.azure-prod", "azure")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
                    "no-such-key = 1\n"
             r = self.check(text)
