@@ -1,5 +1,7 @@
 #include "providers/aws/settings.hpp"
 
+#include "providers/section_values.hpp"
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -81,12 +83,6 @@ std::vector<std::string> words(std::string_view s) {
   std::istringstream in{std::string(s)};
   for (std::string w; in >> w;) out.push_back(w);
   return out;
-}
-
-std::optional<bool> parse_bool(std::string_view v) {
-  if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
-  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
-  return std::nullopt;
 }
 
 }  // namespace
@@ -176,7 +172,7 @@ result<aws_settings> aws_settings::from_section(const provider_section& section)
       if (!valid_ssh_user(value)) return bad(key, value, "must be a Linux user name");
       a.ssh_user = value;
     } else if (key == "public-ip") {
-      const auto b = parse_bool(value);
+      const auto b = parse_switch(value);
       if (!b) return bad(key, value, "must be true or false");
       a.public_ip = *b;
     } else if (key == "ca-file") {

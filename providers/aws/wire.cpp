@@ -1,5 +1,7 @@
 #include "providers/aws/wire.hpp"
 
+#include "providers/section_values.hpp"
+
 #include "core/encoding.hpp"
 #include "providers/aws/sigv4.hpp"
 
@@ -10,14 +12,6 @@ namespace cloudbrain::providers::aws {
 namespace {
 
 constexpr std::string_view ec2_namespace_prefix = "http://ec2.amazonaws.com/doc/";
-
-// At most n bytes of a body for a message, on one line.
-std::string snippet(std::string_view body, std::size_t n = 200) {
-  std::string out;
-  for (char c : body.substr(0, n)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-  if (body.size() > n) out += "...";
-  return out;
-}
 
 void add_filters(query_params& p, const std::vector<ec2_filter>& filters) {
   for (std::size_t i = 0; i < filters.size(); ++i) {
@@ -65,11 +59,11 @@ result<xml_element> ec2_document(std::string_view body, std::string_view root) {
   auto doc = parse_xml(body);
   if (!doc) {
     return fail(errc::cloud_transient, "EC2 answered with XML that does not parse (" +
-                                           doc.error().detail + "): " + snippet(body));
+                                           doc.error().detail + "): " + body_snippet(body));
   }
   if (doc->name != root || !doc->namespace_uri.starts_with(ec2_namespace_prefix)) {
     return fail(errc::cloud_transient, "EC2 answered with something that is not a " +
-                                           std::string(root) + ": " + snippet(body));
+                                           std::string(root) + ": " + body_snippet(body));
   }
   return doc;
 }
@@ -499,7 +493,7 @@ result<bool> parse_cancel_capacity_reservation(std::string_view body) {
   const auto v = doc->child_text("return");
   if (v != "true" && v != "false") {
     return fail(errc::cloud_transient,
-                "CancelCapacityReservation answered neither true nor false: " + snippet(body));
+                "CancelCapacityReservation answered neither true nor false: " + body_snippet(body));
   }
   return v == "true";
 }
@@ -572,7 +566,7 @@ error error_from_response(unsigned http_status, std::string_view body,
   const std::string code = parsed ? parsed->code : std::string();
   std::string detail = parsed && !parsed->message.empty() ? parsed->message
                        : body.empty()                     ? std::string("empty body")
-                                                          : snippet(body);
+                                                          : body_snippet(body);
 
   const bool signature_time =
       code == "RequestExpired" ||
