@@ -3,6 +3,7 @@
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
   X(gce)                     \
+  X(aws)                     \
   X(azure)
 
 #include "providers/registry.hpp"
