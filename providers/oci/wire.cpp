@@ -495,7 +495,7 @@ error error_from_response(unsigned http_status, std::string_view body,
     // other reason is a key, fingerprint or OCID that does not match.
     std::string why = "OCI refused the request signature";
     if (auto theirs = parse_http_date(ctx.date); theirs && ctx.now != system_clock::time_point{}) {
-      const auto skew = std::chrono::duration_cast<std::chrono::seconds>(ctx.now - *theirs);
+      const auto skew = std::chrono::round<std::chrono::seconds>(ctx.now - *theirs);
       if (skew > std::chrono::minutes(5) || skew < -std::chrono::minutes(5)) {
         why = "OCI refused the request signature: this host's clock is " +
               std::to_string(std::abs(skew.count())) + " s " +
