@@ -697,6 +697,8 @@ class Emulator:
             d = json.loads(body.decode('utf-8')) if body else None
             if isinstance(d, dict) and isinstance(d.get('displayName'), str):
                 name = d['displayName']
+            if isinstance(d, dict) and isinstance(d.get('availabilityDomain'), str):
+                Emulator._tl.zone = d['availabilityDomain']  # for the request log
         except (ValueError, UnicodeDecodeError):
             pass
         with self.lock:
@@ -1656,6 +1658,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         Emulator._tl.route = None
         Emulator._tl.auth_error = None
         Emulator._tl.replayed = False
+        Emulator._tl.zone = None
         self._entry = emu.log_request(method, path, url.query, {
             'user_agent': self.headers.get('User-Agent', ''),
             'opc_request_id': self._request_id,
@@ -1731,6 +1734,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._entry['auth_error'] = Emulator._tl.auth_error
             if getattr(Emulator._tl, 'replayed', False):
                 self._entry['replayed'] = True
+            if getattr(Emulator._tl, 'zone', None):
+                self._entry['zone'] = Emulator._tl.zone
 
 
 class Server(http.server.ThreadingHTTPServer):
