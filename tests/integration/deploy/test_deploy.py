@@ -242,6 +242,7 @@ class ExampleConfig(unittest.TestCase):
         self.assertIn("listen 127.0.0.1:8080", r.stdout)
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
+        self.assertIn("oci-prod (oci)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
@@ -265,7 +266,8 @@ class ExampleConfig(unittest.TestCase):
         shown = self.sections(self.uncommented)
         common = {"type", "zones", "rate-limit", "max-in-flight", "endpoint",
                   "max-reserved-instances", "max-reservation-duration"}
-        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce")):
+        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
+                               ("provider.oci-prod", "oci")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
                    "no-such-key = 1\n"
             r = self.check(text)
@@ -275,6 +277,12 @@ class ExampleConfig(unittest.TestCase):
             known = set(m.group(1).split(", ")) | common
             if type_ == "fake":
                 known.discard("endpoint")  # a fake cloud has no API to point at
+            if type_ == "oci":
+                # The alternatives to the key fields, which one section cannot have together
+                # with them, and a pass phrase, which this file must not hold: in its prose.
+                known -= {"config-file", "profile", "pass-phrase"}
+                for key in ("config-file", "profile", "pass-phrase"):
+                    self.assertIn(key, self.example)
             self.assertEqual(known, set(shown[section]), section)
 
 
