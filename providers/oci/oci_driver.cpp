@@ -293,14 +293,22 @@ asio::awaitable<result<vm>> oci_driver::with_address(instance_info info, deadlin
                                     {"availabilityDomain", v.zone}}),
                       {}, {}, dl);
   auto res = co_await std::move(listing);
-  if (!res) co_return res.error();
+  // The instance was there a moment ago: a VNIC that is not (any longer) is no address, never
+  // a vanished instance.
+  if (!res) {
+    if (res.error().is(errc::cloud_not_found)) co_return v;
+    co_return res.error();
+  }
   auto attachments = parse_vnic_attachments(res->body);
   if (!attachments) co_return attachments.error();
   const auto* primary = primary_attachment(*attachments);
   if (!primary) co_return v;  // still attaching: no address yet
   auto reading = call(http::verb::get, "/vnics/" + primary->vnic_id, {}, {}, {}, dl);
   auto vnic_res = co_await std::move(reading);
-  if (!vnic_res) co_return vnic_res.error();
+  if (!vnic_res) {
+    if (vnic_res.error().is(errc::cloud_not_found)) co_return v;
+    co_return vnic_res.error();
+  }
   auto vnic = parse_vnic(vnic_res->body);
   if (!vnic) co_return vnic.error();
   const std::string& address = settings_.assign_public_ip ? vnic->public_ip : vnic->private_ip;
