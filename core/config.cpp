@@ -1,13 +1,12 @@
 #include "core/config.hpp"
 
+#include "core/file.hpp"
 #include "core/time.hpp"
 
 #include <boost/program_options.hpp>
 
-#include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -252,21 +251,12 @@ constexpr std::size_t max_value_file = 64 * 1024;
 result<std::string> read_value_file(const std::string& key, std::string value) {
   if (!value.starts_with("@/")) return value;
   const std::string path = value.substr(1);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto text = read_whole_file(path, max_value_file);
+  if (!text) {
     return fail(errc::bad_config, "'" + key + "' names the file '" + path +
-                                      "', which cannot be read: " + std::strerror(errno));
+                                      "', which cannot be read: " + text.error().detail);
   }
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (text.size() > max_value_file) {
-      return fail(errc::bad_config,
-                  "'" + key + "' names the file '" + path + "', which is larger than 64 KiB");
-    }
-  }
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
   return text;
 }
 

@@ -1,13 +1,11 @@
 #include "providers/oci/oci_driver.hpp"
 
+#include "core/file.hpp"
 #include "core/log.hpp"
 
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 
 namespace cloudbrain::providers::oci {
 namespace asio = boost::asio;
@@ -34,23 +32,6 @@ std::string header(const net::client_response& res, std::string_view name) {
 }
 
 std::string verb_name(http::verb v) { return std::string(http::to_string(v)); }
-
-result<std::string> read_key_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(errc::cloud_auth,
-                "cannot read the OCI API key file '" + path + "': " + std::strerror(errno));
-  }
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (text.size() > max_key_file) {
-      return fail(errc::cloud_auth, "the OCI API key file '" + path + "' is too large for a key");
-    }
-  }
-  return text;
-}
 
 // Polls wait this long at first, then twice as long each time, up to a couple of seconds.
 class poll_pause {
@@ -104,8 +85,11 @@ asio::awaitable<result<signing_key>> oci_driver::load_key() {
   const std::string path = settings_.identity.key_file;
   const std::string phrase = settings_.identity.pass_phrase;
   auto reading = blocking_->run([path, phrase]() -> result<signing_key> {
-    auto text = read_key_file(path);
-    if (!text) return text.error();
+    auto text = read_whole_file(path, max_key_file);
+    if (!text) {
+      return fail(errc::cloud_auth,
+                  "cannot read the OCI API key file '" + path + "': " + text.error().detail);
+    }
     auto key = signing_key::from_pem(*text, phrase);
     if (!key) {
       return fail(errc::cloud_auth,

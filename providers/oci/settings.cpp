@@ -1,13 +1,12 @@
 #include "providers/oci/settings.hpp"
 
+#include "core/file.hpp"
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
 
@@ -109,23 +108,6 @@ std::string trim(std::string_view s) {
 std::string home_dir() {
   const char* h = std::getenv("HOME");
   return h ? h : "";
-}
-
-result<std::string> read_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(errc::bad_config,
-                "cannot read the OCI config file '" + path + "': " + std::strerror(errno));
-  }
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (text.size() > max_config_file) {
-      return fail(errc::bad_config, "the OCI config file '" + path + "' is too large");
-    }
-  }
-  return text;
 }
 
 // The raw values of one instance type's keys, resolved once every key has been read.
@@ -375,8 +357,11 @@ result<oci_settings> oci_settings::from_section(const provider_section& section)
     }
     o.config_file = *config_file;
     o.profile = profile.value_or("DEFAULT");
-    auto text = read_config_file(o.config_file);
-    if (!text) return fail(errc::bad_config, where + text.error().detail);
+    auto text = read_whole_file(o.config_file, max_config_file);
+    if (!text) {
+      return fail(errc::bad_config, where + "cannot read the OCI config file '" + o.config_file +
+                                        "': " + text.error().detail);
+    }
     auto p = parse_oci_config(*text, o.profile, home_dir());
     if (!p) {
       return fail(errc::bad_config,
