@@ -1,5 +1,6 @@
 #include "providers/oci/oci_driver.hpp"
 
+#include "core/backoff.hpp"
 #include "core/file.hpp"
 #include "core/log.hpp"
 
@@ -33,26 +34,10 @@ std::string header(const net::client_response& res, std::string_view name) {
 
 std::string verb_name(http::verb v) { return std::string(http::to_string(v)); }
 
-// Polls wait this long at first, then twice as long each time, up to a couple of seconds.
-class poll_pause {
- public:
-  std::chrono::milliseconds next() {
-    const auto p = pause_;
-    pause_ = std::min(pause_ * 2, std::chrono::milliseconds(2000));
-    return p;
-  }
-
- private:
-  std::chrono::milliseconds pause_{100};
-};
-
-// Sleeps for the pause unless it would end after the deadline.
-asio::awaitable<bool> pause_before(deadline dl, poll_pause& p) {
-  const auto d = p.next();
-  if (steady_clock::now() + d >= dl) co_return false;
-  co_await sleep_for(d);
-  co_return true;
-}
+// Between two reads of something that is still changing: exponential with full jitter,
+// 100 ms at first, at most 2 s.
+constexpr backoff_policy poll_backoff{
+    std::chrono::milliseconds(100), std::chrono::milliseconds(2000), std::chrono::milliseconds(50)};
 
 }  // namespace
 
@@ -196,7 +181,7 @@ asio::awaitable<result<std::vector<std::string>>> oci_driver::all_pages(std::str
 }
 
 asio::awaitable<result<void>> oci_driver::follow_work_request(const std::string& id, deadline dl) {
-  poll_pause pause;
+  unsigned polls = 0;
   for (;;) {
     ++stats_.work_request_polls;
     auto reading = call(http::verb::get, "/workRequests/" + id, {}, {}, {}, dl);
@@ -214,12 +199,19 @@ asio::awaitable<result<void>> oci_driver::follow_work_request(const std::string&
       if (!errors) co_return errors.error();
       co_return error_from_work_request(*wr, *errors);
     }
-    auto waiting = pause_before(dl, pause);
+    auto waiting = pause_before(dl, polls++);
     if (!co_await std::move(waiting)) {
       co_return fail(errc::timeout, "OCI work request " + id + " (" + wr->operation_type +
                                         ") not finished in time");
     }
   }
+}
+
+asio::awaitable<bool> oci_driver::pause_before(deadline dl, unsigned polls) {
+  const auto pause = poll_backoff.delay(polls, rng_);
+  if (steady_clock::now() + pause >= dl) co_return false;
+  co_await sleep_for(pause);
+  co_return true;
 }
 
 // ---- instances -----------------------------------------------------------------------------
@@ -370,7 +362,7 @@ asio::awaitable<result<void>> oci_driver::destroy(const vm_ref& ref, const std::
     auto res = co_await std::move(terminating);
     if (!res && !res.error().is(errc::cloud_not_found)) co_return res.error();
     // Followed until TERMINATED (or gone altogether).
-    poll_pause pause;
+    unsigned polls = 0;
     for (bool done = !res; !done;) {
       ++stats_.state_polls;
       auto reading = call(http::verb::get, "/instances/" + id, {}, {}, {}, dl);
@@ -382,7 +374,7 @@ asio::awaitable<result<void>> oci_driver::destroy(const vm_ref& ref, const std::
       auto info = parse_instance(got->body);
       if (!info) co_return info.error();
       if (info->lifecycle_state == "TERMINATED") break;
-      auto waiting = pause_before(dl, pause);
+      auto waiting = pause_before(dl, polls++);
       if (!co_await std::move(waiting)) {
         co_return fail(errc::timeout, "instance " + id + " not TERMINATED in time (still " +
                                           info->lifecycle_state + ")");
@@ -514,7 +506,7 @@ asio::awaitable<result<void>> oci_driver::release(const reservation_ref& ref,
                          retry_token_for(key + "/" + id), dl);
     auto res = co_await std::move(deleting);
     if (!res && !res.error().is(errc::cloud_not_found)) co_return res.error();
-    poll_pause pause;
+    unsigned polls = 0;
     for (bool done = !res; !done;) {
       ++stats_.state_polls;
       auto reading = read_reservation(id, dl);
@@ -523,7 +515,7 @@ asio::awaitable<result<void>> oci_driver::release(const reservation_ref& ref,
         if (got.error().is(errc::cloud_not_found)) break;  // DELETED, or gone altogether
         co_return got.error();
       }
-      auto waiting = pause_before(dl, pause);
+      auto waiting = pause_before(dl, polls++);
       if (!co_await std::move(waiting)) {
         co_return fail(errc::timeout, "capacity reservation " + id + " not DELETED in time");
       }

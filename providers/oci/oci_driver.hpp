@@ -74,6 +74,10 @@ class oci_driver final : public driver {
   // its errors stand for.
   boost::asio::awaitable<result<void>> follow_work_request(const std::string& id, deadline dl);
 
+  // Sleeps before the next read of something still changing (the polls-th), unless that would
+  // end past the deadline: false then.
+  boost::asio::awaitable<bool> pause_before(deadline dl, unsigned polls);
+
   // The instances of a display name in an availability domain that are not TERMINATED.
   boost::asio::awaitable<result<std::vector<instance_info>>> instances_named(
       const std::string& name, const std::string& zone, deadline dl);
