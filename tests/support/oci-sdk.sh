@@ -4,14 +4,15 @@
 # Runs Node.js with Oracle's TypeScript SDK for OCI (oci-core and oci-common, the versions pinned
 # below; oci-core brings oci-workrequests) installed in PREFIX, installing them there with npm
 # first unless those versions are already there; e.g., from the repository's root:
-#   bash tests/support/oci-sdk.sh build/tools/oci-sdk --test tests/integration/oci_emulator/oci_sdk_check.mjs
+#   bash tests/support/oci-sdk.sh build/tools/oci-sdk \
+#     --test tests/integration/oci_emulator/oci_sdk_check.mjs
 # OCI_SDK_PREFIX tells the script run where the packages are. PREFIX is a folder outside the
 # source tree or an ignored one (the tests use the build directory's tools/oci-sdk). Install
 # scripts are not run and npm's cache is kept in PREFIX too, so nothing outside it is written.
 set -euo pipefail
 
 if (($# < 1)); then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 prefix=$1
@@ -37,7 +38,8 @@ installed() {
   node -e '
     const [prefix, version] = process.argv.slice(1);
     for (const p of ["oci-core", "oci-common", "oci-workrequests"]) {
-      if (require(prefix + "/node_modules/" + p + "/package.json").version !== version) process.exit(1);
+      const installed = require(prefix + "/node_modules/" + p + "/package.json").version;
+      if (installed !== version) process.exit(1);
     }
   ' "$prefix" "$version" 2>/dev/null
 }

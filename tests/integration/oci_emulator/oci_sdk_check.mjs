@@ -111,7 +111,8 @@ async function rejects(promise, status, code) {
     assert.ok(e instanceof common.OciError, `not an OciError: ${e}`);
     assert.equal(e.statusCode, status, e.message);
     assert.equal(e.serviceCode, code, e.message);
-    assert.match(e.opcRequestId ?? "", /[0-9A-F]{32}\/[0-9A-F]{32}$/, "opc-request-id on errors too");
+    assert.match(e.opcRequestId ?? "", /[0-9A-F]{32}\/[0-9A-F]{32}$/,
+      "opc-request-id on errors too");
     return e;
   }
   assert.fail(`expected HTTP ${status} ${code}`);
@@ -144,7 +145,8 @@ before(async () => {
   fingerprint = registered.fingerprint;
   // The fingerprint is OCI's: MD5 of the DER public key.
   const der = pair.publicKey.export({ type: "spki", format: "der" });
-  assert.equal(fingerprint, crypto.createHash("md5").update(der).digest("hex").match(/../g).join(":"));
+  const md5 = crypto.createHash("md5").update(der).digest("hex");
+  assert.equal(fingerprint, md5.match(/../g).join(":"));
   ({ c: compute, n: network, w: wrClient } = clientsFor(privateKey, fingerprint));
 });
 
@@ -210,13 +212,16 @@ describe("instances", () => {
     assert.match(vnic.vnic.publicIp, /^203\.0\.113\./);
     assert.match(vnic.vnic.privateIp, /^10\.0\./);
 
-    const gone = await compute.terminateInstance({ instanceId: inst.id, preserveBootVolume: false });
+    const gone = await compute.terminateInstance({
+      instanceId: inst.id, preserveBootVolume: false,
+    });
     assert.match(gone.opcWorkRequestId, /^ocid1\.coreservicesworkrequest\./);
     assert.ok(gone.opcRequestId);
     assert.equal((await compute.getInstance({ instanceId: inst.id })).instance.lifecycleState,
       "TERMINATING");
     await eventually("TERMINATED", async () =>
-      (await compute.getInstance({ instanceId: inst.id })).instance.lifecycleState === "TERMINATED");
+      (await compute.getInstance({ instanceId: inst.id })).instance.lifecycleState ===
+        "TERMINATED");
     const view = (await control("GET", "instances")).instances.find((i) => i.id === inst.id);
     assert.equal(view.preserveBootVolume, false);
     // Terminating again changes nothing and is no error.
@@ -227,7 +232,9 @@ describe("instances", () => {
 
   it("ListInstances pages with opc-next-page and filters", async () => {
     for (let k = 0; k < 5; ++k) {
-      await compute.launchInstance({ launchInstanceDetails: launchDetails(`sdk-page-${k}`, { availabilityDomain: AD2 }) });
+      await compute.launchInstance({
+        launchInstanceDetails: launchDetails(`sdk-page-${k}`, { availabilityDomain: AD2 }),
+      });
     }
     const seen = [];
     let page;
@@ -245,11 +252,14 @@ describe("instances", () => {
     assert.deepEqual([...seen].sort(), [0, 1, 2, 3, 4].map((k) => `sdk-page-${k}`));
     // Newest first by default.
     assert.equal(seen[0], "sdk-page-4");
-    const named = await compute.listInstances({ compartmentId: COMPARTMENT, displayName: "sdk-page-3" });
+    const named = await compute.listInstances({
+      compartmentId: COMPARTMENT, displayName: "sdk-page-3",
+    });
     assert.equal(named.items.length, 1);
     assert.equal(named.items[0].displayName, "sdk-page-3");
     const all = [];
-    for await (const i of compute.listInstancesRecordIterator({ compartmentId: COMPARTMENT, limit: 1 })) {
+    const records = compute.listInstancesRecordIterator({ compartmentId: COMPARTMENT, limit: 1 });
+    for await (const i of records) {
       all.push(i.id);
     }
     assert.equal(new Set(all).size, all.length);
@@ -260,7 +270,8 @@ describe("instances", () => {
 
   it("refusals: capacity, limits, bad shapes, images and bodies", async () => {
     await control("POST", "capacity", { zone: AD1, remaining: 0 });
-    const e = await rejects(compute.launchInstance({ launchInstanceDetails: launchDetails("sdk-full") }),
+    const e = await rejects(
+      compute.launchInstance({ launchInstanceDetails: launchDetails("sdk-full") }),
       500, "InternalError");
     assert.equal(e.message, "Out of host capacity.");
     await control("POST", "capacity", { zone: AD1, remaining: null });
@@ -271,13 +282,14 @@ describe("instances", () => {
       launchInstanceDetails: launchDetails("sdk-late", { availabilityDomain: AD2 }),
     });
     await eventually("the failed work request", async () =>
-      (await wrClient.getWorkRequest({ workRequestId: late.opcWorkRequestId })).workRequest.status === "FAILED");
+      (await wrClient.getWorkRequest({ workRequestId: late.opcWorkRequestId }))
+        .workRequest.status === "FAILED");
     const errs = await wrClient.listWorkRequestErrors({ workRequestId: late.opcWorkRequestId });
     assert.equal(errs.items.length, 1);
     assert.equal(errs.items[0].code, "InternalError");
     assert.equal(errs.items[0].message, "Out of host capacity.");
-    assert.equal((await compute.getInstance({ instanceId: late.instance.id })).instance.lifecycleState,
-      "TERMINATED");
+    const lateInstance = await compute.getInstance({ instanceId: late.instance.id });
+    assert.equal(lateInstance.instance.lifecycleState, "TERMINATED");
     await control("POST", "capacity", { zone: AD2, remaining: null });
 
     await control("POST", "limits", { metric: "instance-count", limit: 0 });
@@ -292,7 +304,9 @@ describe("instances", () => {
       launchInstanceDetails: launchDetails("sdk-fixed", { shape: "VM.Standard2.1" }),
     }), 400, "InvalidParameter");
     await rejects(compute.launchInstance({
-      launchInstanceDetails: launchDetails("sdk-mem", { shapeConfig: { ocpus: 1, memoryInGBs: 100 } }),
+      launchInstanceDetails: launchDetails("sdk-mem", {
+        shapeConfig: { ocpus: 1, memoryInGBs: 100 },
+      }),
     }), 400, "InvalidParameter");
     await control("POST", "catalogue", { images: [IMAGE] });
     await rejects(compute.launchInstance({
@@ -335,12 +349,13 @@ describe("compute capacity reservations", () => {
 
     const active = await eventually("ACTIVE", async () => {
       const got = await compute.getComputeCapacityReservation({ capacityReservationId: r.id });
-      return got.computeCapacityReservation.lifecycleState === "ACTIVE" && got.computeCapacityReservation;
+      const res = got.computeCapacityReservation;
+      return res.lifecycleState === "ACTIVE" && res;
     });
     assert.equal(active.instanceReservationConfigs[0].instanceShape, "VM.Standard.E4.Flex");
     assert.equal(active.instanceReservationConfigs[0].usedCount, 0);
-    assert.equal((await wrClient.getWorkRequest({ workRequestId: made.opcWorkRequestId })).workRequest.status,
-      "SUCCEEDED");
+    const madeWr = await wrClient.getWorkRequest({ workRequestId: made.opcWorkRequestId });
+    assert.equal(madeWr.workRequest.status, "SUCCEEDED");
 
     const into = await compute.launchInstance({
       launchInstanceDetails: launchDetails("sdk-in-res", {
@@ -353,14 +368,19 @@ describe("compute capacity reservations", () => {
     // Another shape configuration does not fit it.
     await rejects(compute.launchInstance({
       launchInstanceDetails: launchDetails("sdk-misfit", {
-        availabilityDomain: AD2, capacityReservationId: r.id, shapeConfig: { ocpus: 2, memoryInGBs: 16 },
+        availabilityDomain: AD2, capacityReservationId: r.id,
+        shapeConfig: { ocpus: 2, memoryInGBs: 16 },
       }),
     }), 400, "InvalidParameter");
     await compute.launchInstance({
-      launchInstanceDetails: launchDetails("sdk-in-res-2", { availabilityDomain: AD2, capacityReservationId: r.id }),
+      launchInstanceDetails: launchDetails("sdk-in-res-2", {
+        availabilityDomain: AD2, capacityReservationId: r.id,
+      }),
     });
     await rejects(compute.launchInstance({
-      launchInstanceDetails: launchDetails("sdk-in-res-3", { availabilityDomain: AD2, capacityReservationId: r.id }),
+      launchInstanceDetails: launchDetails("sdk-in-res-3", {
+        availabilityDomain: AD2, capacityReservationId: r.id,
+      }),
     }), 500, "InternalError");
 
     const listed = await compute.listComputeCapacityReservations({
@@ -418,7 +438,8 @@ describe("compute capacity reservations", () => {
 describe("signatures and faults", () => {
   it("an unregistered key and a skewed clock are NotAuthenticated", async () => {
     const other = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
-    const { c } = clientsFor(other.privateKey.export({ type: "pkcs8", format: "pem" }), fingerprint);
+    const otherPem = other.privateKey.export({ type: "pkcs8", format: "pem" });
+    const { c } = clientsFor(otherPem, fingerprint);
     await rejects(c.listInstances({ compartmentId: COMPARTMENT }), 401, "NotAuthenticated");
     const log = (await control("GET", "requests?path_prefix=/20160918/")).requests;
     assert.match(log[log.length - 1].auth_error, /does not verify/);
