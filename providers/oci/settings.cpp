@@ -251,7 +251,7 @@ result<oci_config_profile> parse_oci_config(std::string_view text, std::string_v
                 "profile [" + std::string(profile) + "] has no " + missing +
                     (value("security_token_file").empty()
                          ? ""
-                         : " (session-token profiles are not supported: use an API key)"));
+                         : " (security-token profiles are not supported: use an API key)"));
   }
   return p;
 }

@@ -770,7 +770,7 @@ class Emulator:
         return hashlib.md5(json.dumps(Emulator.strip(resource), sort_keys=True)
                            .encode()).hexdigest()
 
-    # ---- validation helpers ----------------------------------------------------------------
+    # ---- validation -----------------------------------------------------------------------
     def check_fields(self, obj, allowed, where):
         if not isinstance(obj, dict):
             raise ApiError(400, 'CannotParseRequest', '%s must be an object' % where)

@@ -261,10 +261,10 @@ TEST(oci_config_file, parsing) {
   auto missing = parse_oci_config("[DEFAULT]\ntenancy=t\nuser=u\n", "DEFAULT", "/h");
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().detail.find("has no fingerprint, key_file"), std::string::npos);
-  auto session =
+  auto token_profile =
       parse_oci_config("[S]\ntenancy=t\nfingerprint=f\nsecurity_token_file=/t\n", "S", "/h");
-  ASSERT_FALSE(session);
-  EXPECT_NE(session.error().detail.find("session-token profiles are not supported"),
+  ASSERT_FALSE(token_profile);
+  EXPECT_NE(token_profile.error().detail.find("security-token profiles are not supported"),
             std::string::npos);
   EXPECT_FALSE(parse_oci_config("tenancy=t\n[DEFAULT]\n", "DEFAULT", "/h"));
   EXPECT_FALSE(parse_oci_config("[DEFAULT\ntenancy=t\n", "DEFAULT", "/h"));
