@@ -279,10 +279,12 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
 }
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         authenticator& auth, health& h, const provider_registry& providers)
+         reservation_set_store& sets, authenticator& auth, health& h,
+         const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
+      sets_(sets),
       auth_(auth),
       health_(h),
       providers_(providers) {}
@@ -295,6 +297,8 @@ void api::install(net::router& r) {
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   install_reservations(r);
+  install_reservation_sets(r);
+  install_usage(r);
   install_operations(r);
 }
 
@@ -318,6 +322,16 @@ net::handler api::authenticated(handler_fn fn) {
     }
     co_return co_await (this->*fn)(ctx, *id);
   };
+}
+
+std::string api::base_url_of(const net::request_context& ctx) const {
+  std::string base = cfg_.base_url;
+  if (base.empty()) {
+    const auto host = ctx.req.find(http::field::host);
+    base = "http://" + (host != ctx.req.end() ? std::string(host->value()) : cfg_.listen);
+  }
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base;
 }
 
 std::string api::location_of(const net::request_context& ctx, const std::string& id) const {

@@ -274,7 +274,8 @@ class ExampleConfig(unittest.TestCase):
         # The loader names every key a type knows when it meets one it does not.
         shown = self.sections(self.uncommented)
         common = {"type", "zones", "rate-limit", "max-in-flight", "endpoint",
-                  "max-reserved-instances", "max-reservation-duration"}
+                  "max-reserved-instances", "max-reservation-duration",
+                  "standard-price-per-hour", "premium-price-per-hour", "reserved-price-per-hour"}
         for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
                                ("provider.azure-prod", "azure"), ("provider.oci-prod", "oci")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
