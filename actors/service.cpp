@@ -182,12 +182,13 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   pg::pool_config pool_cfg;
   pool_cfg.conninfo = cfg->database_url;
   pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.prepared_statements = cfg->db_prepared_statements;
   pool_cfg.query_seconds = meter.db_query_seconds();
   pg::pool pool(ioc.get_executor(), pool_cfg);
   meter.watch(pool);
 
   const std::string owner = process_owner_id();
-  instance_store store(pool, owner, cfg->job_max_attempts);
+  instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);

@@ -194,14 +194,23 @@ TEST_F(config_test, flags_override_environment_override_file) {
 
 TEST_F(config_test, every_global_key_from_each_source) {
   const std::map<std::string, std::string> values = {
-      {"listen", "0.0.0.0:1"},        {"admin-listen", "127.0.0.1:9"},
-      {"database-url", "pg://a/b"},   {"deployment", "ci-7"},
-      {"base-url", "https://x.test"}, {"reconcile-interval", "5s"},
-      {"orphan-grace", "2m"},         {"job-lease", "45s"},
-      {"job-max-attempts", "3"},      {"shutdown-timeout", "1500ms"},
-      {"token-cache-ttl", "1m"},      {"threads", "8"},
-      {"blocking-threads", "4"},      {"db-pool-size", "32"},
-      {"max-connections", "500"},     {"log-level", "debug"},
+      {"listen", "0.0.0.0:1"},
+      {"admin-listen", "127.0.0.1:9"},
+      {"database-url", "pg://a/b"},
+      {"deployment", "ci-7"},
+      {"base-url", "https://x.test"},
+      {"reconcile-interval", "5s"},
+      {"orphan-grace", "2m"},
+      {"job-lease", "45s"},
+      {"job-max-attempts", "3"},
+      {"shutdown-timeout", "1500ms"},
+      {"token-cache-ttl", "1m"},
+      {"threads", "8"},
+      {"blocking-threads", "4"},
+      {"db-pool-size", "32"},
+      {"max-connections", "500"},
+      {"log-level", "debug"},
+      {"db-prepared-statements", "false"},
   };
   auto check = [](const service_config& c) {
     EXPECT_EQ(c.listen, "0.0.0.0:1");
@@ -218,6 +227,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.threads, 8u);
     EXPECT_EQ(c.blocking_threads, 4u);
     EXPECT_EQ(c.db_pool_size, 32u);
+    EXPECT_FALSE(c.db_prepared_statements);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
   };
@@ -340,6 +350,7 @@ TEST_F(config_test, bad_number_is_named) {
   expect_error_naming("threads = 4x\n", "threads");
   expect_error_naming("blocking-threads = 0\n", "blocking-threads");
   expect_error_naming("db-pool-size = 1001\n", "db-pool-size");
+  expect_error_naming("db-prepared-statements = no\n", "db-prepared-statements");
   expect_error_naming("max-connections = 0\n", "max-connections");
   expect_error_naming("job-max-attempts = 1001\n", "job-max-attempts");
   expect_error_naming("job-max-attempts = 2.5\n", "job-max-attempts");
@@ -611,6 +622,7 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"threads", "7"},
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},
+      {"db-prepared-statements", "false"},
       {"max-connections", "7"},
       {"log-level", "debug"},
       {"currency", "EUR"},
