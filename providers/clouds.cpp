@@ -4,7 +4,8 @@
   X(fake)                    \
   X(gce)                     \
   X(aws)                     \
-  X(azure)
+  X(azure)                   \
+  X(oci)
 
 #include "providers/registry.hpp"
 
