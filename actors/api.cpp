@@ -35,10 +35,12 @@ net::response not_found(std::string_view what) {
 }  // namespace
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         authenticator& auth, health& h, const provider_registry& providers)
+         reservation_set_store& sets, authenticator& auth, health& h,
+         const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
+      sets_(sets),
       auth_(auth),
       health_(h),
       providers_(providers) {}
@@ -51,6 +53,8 @@ void api::install(net::router& r) {
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   install_reservations(r);
+  install_reservation_sets(r);
+  install_usage(r);
   install_operations(r);
 }
 
@@ -67,6 +71,7 @@ net::handler api::authenticated(handler_fn fn) {
     if (!token) co_return unauthorized();
     const auto parts = parse_token(*token);
     if (!parts) co_return unauthorized();
+    if (const auto known = auth_.cached(*parts)) co_return co_await (this->*fn)(ctx, *known);
     auto id = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
     if (!id) {
       if (id.error().is(errc::unauthorized)) co_return unauthorized();
@@ -74,6 +79,16 @@ net::handler api::authenticated(handler_fn fn) {
     }
     co_return co_await (this->*fn)(ctx, *id);
   };
+}
+
+std::string api::base_url_of(const net::request_context& ctx) const {
+  std::string base = cfg_.base_url;
+  if (base.empty()) {
+    const auto host = ctx.req.find(http::field::host);
+    base = "http://" + (host != ctx.req.end() ? std::string(host->value()) : cfg_.listen);
+  }
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base;
 }
 
 std::string api::location_of(const net::request_context& ctx, const std::string& id) const {

@@ -6,6 +6,7 @@
 #include "actors/provider_actor.hpp"
 #include "actors/provider_registry.hpp"
 #include "actors/requests.hpp"
+#include "actors/reservation_set_store.hpp"
 #include "actors/reservation_store.hpp"
 #include "core/config.hpp"
 #include "net/router.hpp"
@@ -15,12 +16,18 @@
 
 namespace cloudbrain {
 
+// What GET /usage answers with, by its Accept header (RFC 9110 content negotiation): JSON
+// unless CSV is preferred; none when the header allows neither.
+enum class usage_format { json, csv, none };
+[[nodiscard]] usage_format usage_format_for(std::string_view accept);
+
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.
 class api {
  public:
   api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-      authenticator& auth, health& h, const provider_registry& providers);
+      reservation_set_store& sets, authenticator& auth, health& h,
+      const provider_registry& providers);
 
   void install(net::router& r);
   // Only /livez and /readyz (install() includes them): for the admin listener.
@@ -48,6 +55,19 @@ class api {
   boost::asio::awaitable<net::response> cancel_reservation(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> cancel_reservations(net::request_context& ctx,
                                                             std::int64_t);
+  // Reservation sets (api_reservation_sets.cpp).
+  void install_reservation_sets(net::router& r);
+  boost::asio::awaitable<net::response> create_reservation_set(net::request_context& ctx,
+                                                               std::int64_t);
+  boost::asio::awaitable<net::response> get_reservation_set(net::request_context& ctx,
+                                                            std::int64_t);
+  boost::asio::awaitable<net::response> list_reservation_sets(net::request_context& ctx,
+                                                              std::int64_t);
+  boost::asio::awaitable<net::response> cancel_reservation_set(net::request_context& ctx,
+                                                               std::int64_t);
+  // Usage and cost (api_usage.cpp).
+  void install_usage(net::router& r);
+  boost::asio::awaitable<net::response> get_usage(net::request_context& ctx, std::int64_t);
   // Why POST /instances could not launch into its reservation, as a problem response.
   boost::asio::awaitable<net::response> reservation_refused(instance_request req);
 
@@ -56,10 +76,13 @@ class api {
 
   [[nodiscard]] std::string location_of(const net::request_context& ctx,
                                         const std::string& id) const;
+  // base-url, or http:// and the request's Host, without a trailing slash: for Location.
+  [[nodiscard]] std::string base_url_of(const net::request_context& ctx) const;
 
   const service_config& cfg_;
   instance_store& store_;
   reservation_store& reservations_;
+  reservation_set_store& sets_;
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it

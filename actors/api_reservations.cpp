@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::string_view reservation_states[] = {"pending",   "active",  "cancelling",
                                                    "cancelled", "expired", "failed"};
+
 net::response reservation_not_found(std::string_view what) {
   return net::problem(http::status::not_found, "reservation_not_found", "Not found",
                       "no reservation " + std::string(what));
@@ -61,13 +62,7 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   }
   auto res = raw_json(http::status::created, std::move(created->body));
   if (created->replayed) res.set("Idempotent-Replayed", "true");
-  std::string base = cfg_.base_url;
-  if (base.empty()) {
-    const auto host = ctx.req.find(http::field::host);
-    base = "http://" + (host != ctx.req.end() ? std::string(host->value()) : cfg_.listen);
-  }
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  res.set(http::field::location, base + "/reservations/" + created->id);
+  res.set(http::field::location, base_url_of(ctx) + "/reservations/" + created->id);
   if (created->replayed) co_return res;
   log::info("reservation requested", {{"request_id", ctx.request_id},
                                       {"reservation_id", created->id},

@@ -6,6 +6,7 @@
 #include "actors/idempotency.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/list_query.hpp"
+#include "actors/reservation_set_store.hpp"
 #include "actors/reservation_store.hpp"
 #include "actors/validation.hpp"
 #include "core/config.hpp"
@@ -15,11 +16,14 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace cloudbrain {
 
@@ -50,6 +54,35 @@ using section_lookup = std::function<const provider_section*(std::string_view na
 [[nodiscard]] std::pair<instance_request, validation> parse_instance_request(
     std::string_view body, const section_lookup& providers);
 
+// Without ends_at or duration_minutes a reservation lasts this long (or the provider's cap).
+inline constexpr std::chrono::hours default_reservation_duration{24};
+
+// What a reservation request, or one placement of a reservation set, asks of a provider:
+// provider, instance_type, count and zones. Every problem goes to `v`, prefixed with `where`
+// ("placements[1]: "); a count over the provider's max-reserved-instances sets over_cap.
+struct capacity_fields {
+  std::string provider;
+  std::string instance_type = "standard";
+  int count = 0;
+  std::vector<std::string> zones;
+  const provider_section* section = nullptr;  // null: the provider is unknown
+  bool over_cap = false;
+};
+[[nodiscard]] capacity_fields parse_capacity_fields(const boost::json::object& o,
+                                                    const section_lookup& providers,
+                                                    std::string_view where, validation& v);
+
+// ends_at or duration_minutes: the end they give (nothing when neither is given, or when the
+// one given is wrong: its problem is in `v`).
+struct end_fields {
+  std::optional<system_clock::time_point> at;
+  bool given = false;
+};
+[[nodiscard]] end_fields parse_end_fields(const boost::json::object& o,
+                                          system_clock::time_point now, validation& v);
+// "7d", "36h", "90m": a cost guard's duration as the configuration would write it.
+[[nodiscard]] std::string describe_duration(std::chrono::milliseconds d);
+
 // A POST /reservations body, checked against API.md, the providers served and their cost guards.
 struct parsed_reservation {
   reservation_request req;
@@ -60,6 +93,20 @@ struct parsed_reservation {
 [[nodiscard]] parsed_reservation parse_reservation_request(std::string_view body,
                                                            const section_lookup& providers,
                                                            system_clock::time_point now);
+
+// Placements in one set: enough for every region of every cloud a run may want.
+inline constexpr std::size_t max_placements = 20;
+
+// A POST /reservation-sets body, checked like a reservation's for each placement, with the cost
+// caps counting a provider's placements together.
+struct parsed_set {
+  reservation_set_request req;
+  validation v;
+  std::map<std::string, const provider_section*> sections;  // by provider name
+  bool over_cap = false;  // the request asks for more than a cost guard allows
+};
+[[nodiscard]] parsed_set parse_set_request(std::string_view body, const section_lookup& providers,
+                                           system_clock::time_point now);
 
 // A POST's Idempotency-Key with the SHA-256 of `identity` (what makes two requests the same):
 // none without the header; invalid_argument when it is not 1 to 255 characters.

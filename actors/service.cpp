@@ -10,6 +10,7 @@
 #include "actors/provider_set.hpp"
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
+#include "actors/reservation_set_reconciler.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/service_metrics.hpp"
 #include "core/blocking_pool.hpp"
@@ -44,6 +45,9 @@ namespace cloudbrain {
 namespace asio = boost::asio;
 
 namespace {
+
+// How often reservation sets are looked at: a set follows its members within about this long.
+constexpr std::chrono::milliseconds set_reconcile_interval{500};
 
 std::string process_owner_id() {
   char host[256] = {};
@@ -91,7 +95,9 @@ std::int64_t monotonic_usec() {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1'000;
 }
 
-std::string database_url_from(std::vector<std::string>& args) {
+}  // namespace
+
+std::string take_database_url(std::vector<std::string>& args) {
   for (auto it = args.begin(); it != args.end(); ++it) {
     if (*it == "--database-url" && it + 1 != args.end()) {
       std::string url = *(it + 1);
@@ -109,8 +115,6 @@ std::string database_url_from(std::vector<std::string>& args) {
   }
   return {};
 }
-
-}  // namespace
 
 int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   const std::string command = mode == serve_mode::serve ? "serve" : "routes";
@@ -157,7 +161,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   asio::io_context ioc(static_cast<int>(cfg->threads));
   blocking_pool blocking(cfg->blocking_threads);
   health status;
-  service_metrics meter(CLOUDBRAIN_VERSION, blocking, status);
+  service_metrics meter(CLOUDBRAIN_VERSION, blocking, status, cfg->currency,
+                        cfg->spend_ceiling_per_hour);
 
   auto drivers = make_metered_drivers(
       cfg->providers, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking},
@@ -177,13 +182,17 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   pg::pool_config pool_cfg;
   pool_cfg.conninfo = cfg->database_url;
   pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.prepared_statements = cfg->db_prepared_statements;
   pool_cfg.query_seconds = meter.db_query_seconds();
   pg::pool pool(ioc.get_executor(), pool_cfg);
   meter.watch(pool);
 
   const std::string owner = process_owner_id();
-  instance_store store(pool, owner, cfg->job_max_attempts);
+  instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
+  reservation_set_store sets(pool, cfg->job_max_attempts);
+  reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
+  meter.watch(set_reconciler.stats());
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
@@ -193,7 +202,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   served.add(cfg->providers, std::move(*drivers));
 
   auto routes = std::make_shared<net::router>();
-  api http_api(*cfg, store, reservations, auth, status, registry);
+  api http_api(*cfg, store, reservations, sets, auth, status, registry);
   http_api.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
@@ -241,6 +250,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     systemd.notify("STOPPING=1\nSTATUS=shutting down");
     status.set_draining();
     served.close();
+    set_reconciler.close();
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
@@ -305,6 +315,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         auth.start();
         sched.start();
         served.start();
+        set_reconciler.start();
         systemd.notify("READY=1\nSTATUS=serving");
         if (const auto every = systemd.watchdog_interval()) {
           // From the event loop itself: a wedged loop stops these, and systemd restarts us.
@@ -357,7 +368,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
 int run_token_command(const std::vector<std::string>& raw_args) {
   std::vector<std::string> args = raw_args;
-  const std::string url = database_url_from(args);
+  const std::string url = take_database_url(args);
   if (args.empty()) {
     std::cerr << "usage: cloudbrain token create \"description\" | list | revoke <id>\n";
     return 2;

@@ -1,5 +1,6 @@
 #include "core/config.hpp"
 
+#include "core/file.hpp"
 #include "core/time.hpp"
 
 #include <boost/program_options.hpp>
@@ -47,6 +48,10 @@ constexpr key_info global_keys[] = {
     {"threads", "threads running the event loop (2)", "N"},
     {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
     {"db-pool-size", "PostgreSQL connections (16)", "N"},
+    {"db-prepared-statements",
+     "true: named prepared statements, one parse per connection; false behind PgBouncer in "
+     "transaction mode (true)",
+     "BOOL"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
     {"max-connections-per-address",
      "concurrent HTTP connections from one client address, 0 for no cap (512)", "N"},
@@ -55,6 +60,11 @@ constexpr key_info global_keys[] = {
      "connection's opening (10s)",
      "DURATION"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
+    {"currency", "ISO 4217 code of the providers' prices, e.g. USD (needed once a price is set)",
+     "CODE"},
+    {"spend-ceiling-per-hour",
+     "estimated spend per hour, all providers together, above which the spend alert fires",
+     "AMOUNT"},
 };
 
 std::string env_name(std::string_view key) {
@@ -147,6 +157,12 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1000);
     if (!n) return n.error();
     c.db_pool_size = *n;
+  } else if (key == "db-prepared-statements") {
+    if (v != "true" && v != "false") {
+      return fail(errc::bad_config,
+                  "'db-prepared-statements' must be true or false, not '" + v + "'");
+    }
+    c.db_prepared_statements = v == "true";
   } else if (key == "max-connections") {
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
@@ -157,6 +173,19 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     c.max_connections_per_address = *n;
   } else if (key == "request-head-timeout") {
     return dur(c.request_head_timeout);
+  } else if (key == "currency") {
+    if (v.size() != 3 || v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {
+      return fail(errc::bad_config,
+                  "'currency' must be an ISO 4217 code of three capital letters, not '" + v + "'");
+    }
+    c.currency = v;
+  } else if (key == "spend-ceiling-per-hour") {
+    if (!valid_decimal(v)) {
+      return fail(
+          errc::bad_config,
+          "'spend-ceiling-per-hour' must be an amount such as 250 or 12.50, not '" + v + "'");
+    }
+    c.spend_ceiling_per_hour = v;
   } else if (key == "log-level") {
     bool ok = false;
     c.log_level = log::parse_level(v, &ok);
@@ -192,11 +221,14 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("threads", a.threads == b.threads);
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
+  note("db-prepared-statements", a.db_prepared_statements == b.db_prepared_statements);
   note("max-connections", a.max_connections == b.max_connections);
   note("max-connections-per-address",
        a.max_connections_per_address == b.max_connections_per_address);
   note("request-head-timeout", a.request_head_timeout == b.request_head_timeout);
   note("log-level", a.log_level == b.log_level);
+  note("currency", a.currency == b.currency);
+  note("spend-ceiling-per-hour", a.spend_ceiling_per_hour == b.spend_ceiling_per_hour);
   return out;
 }
 
@@ -227,6 +259,17 @@ result<void> apply_provider_key(provider_section& p, const std::string& key, con
     auto n = parse_number<std::size_t>(where + "max-reserved-instances", v, 0, 1'000'000);
     if (!n) return n.error();
     p.max_reserved_instances = *n;
+  } else if (key == "standard-price-per-hour" || key == "premium-price-per-hour" ||
+             key == "reserved-price-per-hour") {
+    if (!valid_decimal(v)) {
+      return fail(errc::bad_config, where + "'" + key +
+                                        "' must be a price such as 0.095 (in the currency "
+                                        "of 'currency'), not '" +
+                                        v + "'");
+    }
+    (key == "standard-price-per-hour"  ? p.standard_price_per_hour
+     : key == "premium-price-per-hour" ? p.premium_price_per_hour
+                                       : p.reserved_price_per_hour) = v;
   } else if (key == "max-reservation-duration") {
     auto d = parse_key_duration(where + "max-reservation-duration", v);
     if (!d) return d.error();
@@ -259,35 +302,21 @@ result<std::string> expand_credentials_directory(const std::string& key, std::st
   return value;
 }
 
-// API.md: any value may name a file as `@/path`, whose content (without a final newline) is the
-// value: a secret stays out of the configuration file and out of its readers' reach. Read at
-// start and on every reload (both off the event loop); the content is never shown.
+// A value "@/path" stands for the file's content (a secret kept out of the configuration file),
+// read now, at start and on every reload; trailing line ends are not part of it. The content is
+// never put into a message.
 constexpr std::size_t max_value_file = 64 * 1024;
 
-result<std::string> value_from_file(const std::string& key, std::string value) {
-  if (value.empty() || value.front() != '@') return value;
+result<std::string> read_value_file(const std::string& key, std::string value) {
+  if (!value.starts_with("@/")) return value;
   const std::string path = value.substr(1);
-  if (path.empty() || path.front() != '/') {
-    return fail(errc::bad_config,
-                "'" + key + "' = @PATH needs an absolute path, not '" + path + "'");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto text = read_whole_file(path, max_value_file);
+  if (!text) {
     return fail(errc::bad_config, "'" + key + "' names the file '" + path +
-                                      "', which cannot be read: " + std::strerror(errno));
+                                      "', which cannot be read: " + text.error().detail);
   }
-  std::string content;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    content.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (content.size() > max_value_file) {
-      return fail(errc::bad_config,
-                  "'" + key + "' names the file '" + path + "', which is larger than 64 KiB");
-    }
-  }
-  if (!content.empty() && content.back() == '\n') content.pop_back();
-  if (!content.empty() && content.back() == '\r') content.pop_back();
-  return content;
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+  return text;
 }
 
 bool valid_provider_name(std::string_view n) {
@@ -299,6 +328,16 @@ bool valid_provider_name(std::string_view n) {
 }
 
 }  // namespace
+
+bool valid_decimal(std::string_view s) {
+  const auto point = s.find('.');
+  const auto whole = s.substr(0, point);
+  const auto part = point == std::string_view::npos ? std::string_view() : s.substr(point + 1);
+  const auto digits = [](std::string_view d) {
+    return !d.empty() && d.size() <= 9 && d.find_first_not_of("0123456789") == std::string::npos;
+  };
+  return digits(whole) && (point == std::string_view::npos || digits(part));
+}
 
 const provider_section* service_config::provider(std::string_view name) const {
   for (const auto& p : providers)
@@ -401,7 +440,7 @@ result<service_config> load_config(const std::vector<std::string>& args,
       auto expanded = expand_credentials_directory(
           key, opt.value.empty() ? std::string() : opt.value.front(), env);
       if (!expanded) return fail(errc::bad_config, it->second + ": " + expanded.error().detail);
-      auto read = value_from_file(key, std::move(*expanded));
+      auto read = read_value_file(key, std::move(*expanded));
       if (!read) return fail(errc::bad_config, it->second + ": " + read.error().detail);
       const std::string value = std::move(*read);
       if (key.rfind("provider.", 0) == 0) {
@@ -444,6 +483,20 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.currency.empty()) {
+    // A price without its currency would be read in whatever currency its reader assumes.
+    if (!cfg.spend_ceiling_per_hour.empty()) {
+      return fail(errc::bad_config, "'spend-ceiling-per-hour' needs 'currency' (e.g. USD)");
+    }
+    for (const auto& p : cfg.providers) {
+      if (!p.standard_price_per_hour.empty() || !p.premium_price_per_hour.empty() ||
+          !p.reserved_price_per_hour.empty()) {
+        return fail(errc::bad_config, "[provider." + p.name +
+                                          "] sets a price: set 'currency' (e.g. USD) at the top "
+                                          "of the file to say which");
+      }
+    }
   }
   return cfg;
 }

@@ -2,7 +2,10 @@
 // `const cloud_kind cloudbrain::providers::<cloud>::kind` (see providers/registry.hpp).
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
-  X(gce)
+  X(gce)                     \
+  X(aws)                     \
+  X(azure)                   \
+  X(oci)
 
 #include "providers/registry.hpp"
 

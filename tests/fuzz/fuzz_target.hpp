@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #ifdef CLOUDBRAIN_FUZZ_ENTRY
 #define CLOUDBRAIN_FUZZ_ENTRY_POINT(name)                                             \
@@ -20,3 +21,12 @@
   int cloudbrain_fuzz_##name(const std::uint8_t* data, std::size_t size); \
   CLOUDBRAIN_FUZZ_ENTRY_POINT(name)                                       \
   int cloudbrain_fuzz_##name(const std::uint8_t* data, std::size_t size)
+
+// For targets that read an error answer: its HTTP status (400 to 599) from the body's first byte,
+// which is then taken off the body.
+inline unsigned error_status(std::string_view& body) {
+  if (body.empty()) return 400;
+  const unsigned status = 400 + static_cast<unsigned char>(body.front()) % 200;
+  body.remove_prefix(1);
+  return status;
+}

@@ -1,6 +1,6 @@
-// Every request body's JSON decoding and validation: POST /instances and POST /reservations
-// against two configured providers. The first byte picks the body's kind.
-#include "actors/api.hpp"
+// Every request body's JSON decoding and validation: POST /instances, POST /reservations and
+// POST /reservation-sets against two configured providers. The first byte picks the body's kind.
+#include "actors/requests.hpp"
 #include "tests/fuzz/fuzz_target.hpp"
 
 #include <string_view>
@@ -34,13 +34,26 @@ const cloudbrain::section_lookup& sections() {
 CLOUDBRAIN_FUZZ_TARGET(request_bodies) {
   if (size == 0) return 0;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (data[0] % 2 == 0) {
-    auto [req, v] = cloudbrain::parse_instance_request(body, sections());
-    if (v.ok() && req.provider.empty()) __builtin_trap();  // accepted without a provider
-  } else {
-    auto parsed =
-        cloudbrain::parse_reservation_request(body, sections(), cloudbrain::system_clock::now());
-    if (parsed.v.ok() && parsed.req.count <= 0) __builtin_trap();  // accepted without a count
+  const auto now = cloudbrain::system_clock::now();
+  switch (data[0] % 3) {
+    case 0: {
+      auto [req, v] = cloudbrain::parse_instance_request(body, sections());
+      if (v.ok() && req.provider.empty()) __builtin_trap();  // accepted without a provider
+      break;
+    }
+    case 1: {
+      auto parsed = cloudbrain::parse_reservation_request(body, sections(), now);
+      if (parsed.v.ok() && parsed.req.count <= 0) __builtin_trap();  // accepted without a count
+      break;
+    }
+    default: {
+      auto parsed = cloudbrain::parse_set_request(body, sections(), now);
+      if (parsed.v.ok() && (parsed.req.placements.empty() ||
+                           parsed.req.ends_at == cloudbrain::system_clock::time_point{})) {
+        __builtin_trap();  // accepted without a placement or an end
+      }
+      break;
+    }
   }
   return 0;
 }
