@@ -35,12 +35,13 @@ net::response not_found(std::string_view what) {
 }  // namespace
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         reservation_set_store& sets, authenticator& auth, health& h,
+         audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
          const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
       sets_(sets),
+      audit_(audit),
       auth_(auth),
       health_(h),
       providers_(providers) {}
@@ -71,14 +72,53 @@ net::handler api::authenticated(handler_fn fn) {
     if (!token) co_return unauthorized();
     const auto parts = parse_token(*token);
     if (!parts) co_return unauthorized();
-    if (const auto known = auth_.cached(*parts)) co_return co_await (this->*fn)(ctx, *known);
-    auto id = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
+    auto id = auth_.cached(*parts);
     if (!id) {
-      if (id.error().is(errc::unauthorized)) co_return unauthorized();
-      co_return net::problem_from_error(id.error());
+      auto verified = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
+      if (!verified) {
+        if (verified.error().is(errc::unauthorized)) co_return unauthorized();
+        co_return net::problem_from_error(verified.error());
+      }
+      id = *verified;
     }
-    co_return co_await (this->*fn)(ctx, *id);
+    auto res = co_await (this->*fn)(ctx, *id);
+    const auto method = ctx.req.method();
+    if (method != http::verb::get && method != http::verb::head) co_await audit(ctx, *id, res);
+    co_return res;
   };
+}
+
+asio::awaitable<void> api::audit(const net::request_context& ctx, std::int64_t token_id,
+                                 const net::response& res) {
+  audit_event e;
+  e.token_id = token_id;
+  e.request_id = ctx.request_id;
+  e.address = ctx.remote.address().to_string();
+  e.action = std::string(ctx.route);
+  e.method = std::string(ctx.req.method_string());
+  // What was acted on: a create's new resource (its Location), else the path.
+  const auto location = res.find(http::field::location);
+  if (location != res.end()) {
+    const std::string_view l = location->value();
+    e.target = std::string(l.substr(l.rfind('/') + 1));
+  } else {
+    e.target = std::string(ctx.path);
+  }
+  e.status = res.result_int();
+  e.outcome = "ok";
+  if (e.status >= 400) {
+    boost::system::error_code ec;
+    const auto problem = json::parse(res.body(), ec);
+    const auto* code =
+        !ec && problem.is_object() ? problem.as_object().if_contains("code") : nullptr;
+    e.outcome = code && code->is_string() ? std::string(code->as_string()) : "error";
+  }
+  const std::string request_id = e.request_id;
+  auto recording = audit_.record(std::move(e));
+  if (auto r = co_await std::move(recording); !r) {
+    // The mutation has happened: its answer goes out, and the gap in the trail is loud.
+    log::error("audit record failed", {{"request_id", request_id}, {"error", r.error().message()}});
+  }
 }
 
 std::string api::base_url_of(const net::request_context& ctx) const {

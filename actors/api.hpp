@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/audit_log.hpp"
 #include "actors/authenticator.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
@@ -26,7 +27,7 @@ enum class usage_format { json, csv, none };
 class api {
  public:
   api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-      reservation_set_store& sets, authenticator& auth, health& h,
+      audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
       const provider_registry& providers);
 
   void install(net::router& r);
@@ -36,7 +37,11 @@ class api {
  private:
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,
                                                                     std::int64_t token_id);
+  // The handler behind a token; a POST or DELETE it answers is recorded in the audit trail
+  // before the answer goes out.
   [[nodiscard]] net::handler authenticated(handler_fn fn);
+  boost::asio::awaitable<void> audit(const net::request_context& ctx, std::int64_t token_id,
+                                     const net::response& res);
   // The sections of the providers served now (a reload may add some).
   [[nodiscard]] section_lookup sections() const {
     return [this](std::string_view name) { return providers_.section(name); };
@@ -83,6 +88,7 @@ class api {
   instance_store& store_;
   reservation_store& reservations_;
   reservation_set_store& sets_;
+  audit_log& audit_;
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it

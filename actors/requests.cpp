@@ -391,9 +391,7 @@ end_fields parse_end_fields(const json::object& o, system_clock::time_point now,
   return e;
 }
 
-
-parsed_reservation parse_reservation_request(std::string_view body,
-                                             const section_lookup& providers,
+parsed_reservation parse_reservation_request(std::string_view body, const section_lookup& providers,
                                              system_clock::time_point now) {
   parsed_reservation p;
   auto& v = p.v;
@@ -554,6 +552,5 @@ parsed_set parse_set_request(std::string_view body, const section_lookup& provid
   }
   return p;
 }
-
 
 }  // namespace cloudbrain

@@ -28,6 +28,11 @@ constexpr key_info global_keys[] = {
     {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)", "HOST:PORT"},
     {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)",
      "HOST:PORT"},
+    {"tls-cert",
+     "PEM certificate chain: HTTPS (TLS 1.2 and 1.3) on listen; read again on SIGHUP (with "
+     "tls-key)",
+     "PATH"},
+    {"tls-key", "PEM private key of tls-cert, unencrypted", "PATH"},
     {"database-url", "PostgreSQL connection URL (also DATABASE_URL)", "URL"},
     {"deployment", "name that marks this deployment's resources at the clouds (default cloudbrain)",
      "NAME"},
@@ -120,6 +125,11 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto hp = split_host_port(v);
     if (!hp) return fail(errc::bad_config, "'" + key + "': " + hp.error().detail);
     (key == "listen" ? c.listen : c.admin_listen) = v;
+  } else if (key == "tls-cert" || key == "tls-key") {
+    if (v.empty() || v.front() != '/') {
+      return fail(errc::bad_config, "'" + key + "' needs an absolute path, not '" + v + "'");
+    }
+    (key == "tls-cert" ? c.tls_cert : c.tls_key) = v;
   } else if (key == "database-url")
     c.database_url = v;
   else if (key == "deployment") {
@@ -207,6 +217,8 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   };
   note("listen", a.listen == b.listen);
   note("admin-listen", a.admin_listen == b.admin_listen);
+  note("tls-cert", a.tls_cert == b.tls_cert);
+  note("tls-key", a.tls_key == b.tls_key);
   note("database-url", a.database_url == b.database_url);
   note("deployment", a.deployment == b.deployment);
   note("base-url", a.base_url == b.base_url);
@@ -483,6 +495,10 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    return fail(errc::bad_config,
+                cfg.tls_cert.empty() ? "'tls-key' needs 'tls-cert'" : "'tls-cert' needs 'tls-key'");
   }
   if (cfg.currency.empty()) {
     // A price without its currency would be read in whatever currency its reader assumes.

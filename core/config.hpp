@@ -39,6 +39,10 @@ struct provider_section {
 struct service_config {
   std::string listen = "127.0.0.1:8080";
   std::string admin_listen;  // empty: /livez, /readyz and /metrics are on `listen`
+  // HTTPS on `listen`: a PEM certificate chain and its key, read at start and on every SIGHUP.
+  // Both or neither; neither: plain HTTP.
+  std::string tls_cert;
+  std::string tls_key;
   std::string database_url;
   std::string deployment = "cloudbrain";  // marks this deployment's VMs at the clouds
   std::string base_url;                   // for Location headers; empty: from the Host header

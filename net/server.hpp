@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -35,6 +36,11 @@ struct server_config {
   std::chrono::milliseconds head_timeout = std::chrono::seconds(10);
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(75);   // between requests
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);  // a whole response
+  // HTTPS: the TLS context of each new connection, asked for once a connection so that a
+  // reload can hand over a new certificate. Unset, or a null context: plain HTTP. The handshake
+  // must end within head_timeout; plain HTTP sent to an HTTPS listener is answered with a plain
+  // 400 naming the problem.
+  std::function<std::shared_ptr<boost::asio::ssl::context>()> tls_context;
   // Called once per response written, from the connection's strand. `method` is a standard
   // method's name or "other"; `route` is the matched route's name, or one of "unmatched"
   // (404/405), "invalid" (a request that could not be read or parsed), "rejected" (over

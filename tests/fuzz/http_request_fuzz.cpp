@@ -43,7 +43,7 @@ const cloudbrain::net::router& api_routes() {
     r->add_upgrade(
         "/drivers/connect",
         [](cloudbrain::net::request_context&,
-           boost::beast::tcp_stream) -> boost::asio::awaitable<void> { co_return; },
+           cloudbrain::net::connection_stream) -> boost::asio::awaitable<void> { co_return; },
         "drivers.connect");
     return r;
   }();

@@ -49,7 +49,7 @@ CLOUDBRAIN_FUZZ_TARGET(request_bodies) {
     default: {
       auto parsed = cloudbrain::parse_set_request(body, sections(), now);
       if (parsed.v.ok() && (parsed.req.placements.empty() ||
-                           parsed.req.ends_at == cloudbrain::system_clock::time_point{})) {
+                            parsed.req.ends_at == cloudbrain::system_clock::time_point{})) {
         __builtin_trap();  // accepted without a placement or an end
       }
       break;
