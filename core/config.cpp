@@ -5,8 +5,10 @@
 
 #include <boost/program_options.hpp>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -26,6 +28,11 @@ constexpr key_info global_keys[] = {
     {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)", "HOST:PORT"},
     {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)",
      "HOST:PORT"},
+    {"tls-cert",
+     "PEM certificate chain: HTTPS (TLS 1.2 and 1.3) on listen; read again on SIGHUP (with "
+     "tls-key)",
+     "PATH"},
+    {"tls-key", "PEM private key of tls-cert, unencrypted", "PATH"},
     {"database-url", "PostgreSQL connection URL (also DATABASE_URL)", "URL"},
     {"deployment", "name that marks this deployment's resources at the clouds (default cloudbrain)",
      "NAME"},
@@ -51,6 +58,12 @@ constexpr key_info global_keys[] = {
      "transaction mode (true)",
      "BOOL"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
+    {"max-connections-per-address",
+     "concurrent HTTP connections from one client address, 0 for no cap (512)", "N"},
+    {"request-head-timeout",
+     "how long a request's line and headers may take to arrive, from its first byte or from the "
+     "connection's opening (10s)",
+     "DURATION"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
     {"currency", "ISO 4217 code of the providers' prices, e.g. USD (needed once a price is set)",
      "CODE"},
@@ -112,6 +125,11 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto hp = split_host_port(v);
     if (!hp) return fail(errc::bad_config, "'" + key + "': " + hp.error().detail);
     (key == "listen" ? c.listen : c.admin_listen) = v;
+  } else if (key == "tls-cert" || key == "tls-key") {
+    if (v.empty() || v.front() != '/') {
+      return fail(errc::bad_config, "'" + key + "' needs an absolute path, not '" + v + "'");
+    }
+    (key == "tls-cert" ? c.tls_cert : c.tls_key) = v;
   } else if (key == "database-url")
     c.database_url = v;
   else if (key == "deployment") {
@@ -159,6 +177,12 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
     c.max_connections = *n;
+  } else if (key == "max-connections-per-address") {
+    auto n = parse_number<std::size_t>(key, v, 0, 1'000'000);
+    if (!n) return n.error();
+    c.max_connections_per_address = *n;
+  } else if (key == "request-head-timeout") {
+    return dur(c.request_head_timeout);
   } else if (key == "currency") {
     if (v.size() != 3 || v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {
       return fail(errc::bad_config,
@@ -193,6 +217,8 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   };
   note("listen", a.listen == b.listen);
   note("admin-listen", a.admin_listen == b.admin_listen);
+  note("tls-cert", a.tls_cert == b.tls_cert);
+  note("tls-key", a.tls_key == b.tls_key);
   note("database-url", a.database_url == b.database_url);
   note("deployment", a.deployment == b.deployment);
   note("base-url", a.base_url == b.base_url);
@@ -209,6 +235,9 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
   note("db-prepared-statements", a.db_prepared_statements == b.db_prepared_statements);
   note("max-connections", a.max_connections == b.max_connections);
+  note("max-connections-per-address",
+       a.max_connections_per_address == b.max_connections_per_address);
+  note("request-head-timeout", a.request_head_timeout == b.request_head_timeout);
   note("log-level", a.log_level == b.log_level);
   note("currency", a.currency == b.currency);
   note("spend-ceiling-per-hour", a.spend_ceiling_per_hour == b.spend_ceiling_per_hour);
@@ -466,6 +495,10 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    return fail(errc::bad_config,
+                cfg.tls_cert.empty() ? "'tls-key' needs 'tls-cert'" : "'tls-cert' needs 'tls-key'");
   }
   if (cfg.currency.empty()) {
     // A price without its currency would be read in whatever currency its reader assumes.

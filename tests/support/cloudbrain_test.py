@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -173,6 +174,7 @@ class Service:
         self.settings = {"reconcile-interval": "30s", "orphan-grace": "10m", "log-level": "info"}
         self.settings.update(settings or {})
         self.env = env or {}
+        self.tls_ca = None  # a CA file: the service speaks HTTPS on its port (tls-cert)
         self.proc = None
         self.log_path = os.path.join(self.workdir, "cloudbrain.log")
         self.config_path = os.path.join(self.workdir, "cloudbrain.ini")
@@ -251,9 +253,15 @@ class Service:
         assert line.startswith("generated token: "), line
         return line[len("generated token: "):]
 
+    def connection(self, timeout=30):
+        if self.tls_ca:
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, auth=True, token=None, timeout=30,
                 raw=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             hdrs = dict(headers or {})
             if auth:
@@ -275,7 +283,8 @@ class Service:
         return self._token
 
     def url(self, path=""):
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
 
 class ServiceTestCase(unittest.TestCase):
