@@ -10,6 +10,7 @@
 #include "net/router.hpp"
 
 #include <map>
+#include <variant>
 
 namespace cloudbrain {
 
@@ -45,6 +46,14 @@ void parse_tags(const boost::json::object& body, validation& v, boost::json::obj
 
 // The token presented by `Authorization: token X` or Basic with user "token", if any.
 [[nodiscard]] std::optional<std::string> presented_token(const net::request& req);
+
+// The request's token, checked: the token, or the answer to give instead (401 for a missing or
+// bad token, 503 when tokens cannot be checked now).
+using token_check = std::variant<verified_token, net::response>;
+[[nodiscard]] boost::asio::awaitable<token_check> check_token(authenticator& auth,
+                                                              const net::request& req);
+// 403 role_not_allowed: a good token whose role may not use this resource.
+[[nodiscard]] net::response role_not_allowed(token_role role, std::string_view what);
 
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.

@@ -43,10 +43,10 @@ void authenticator::on_restart() {
   waiting_.clear();
 }
 
-asio::awaitable<result<std::int64_t>> authenticator::verify(const token_parts& t, deadline dl) {
-  return ask<std::int64_t>(
+asio::awaitable<result<verified_token>> authenticator::verify(const token_parts& t, deadline dl) {
+  return ask<verified_token>(
       *this,
-      [&t](reply_to<std::int64_t> r) {
+      [&t](reply_to<verified_token> r) {
         return auth_message{auth_verify{t, std::move(r)}};
       },
       dl);
@@ -72,7 +72,7 @@ void authenticator::on_verify(auth_verify&& v) {
     if (now - e.verified_at < ttl_ && now - e.confirmed_at < confirm_within &&
         constant_time_equal(e.digest.data(), digest.data(), digest.size())) {
       hits_.fetch_add(1, std::memory_order_relaxed);
-      v.reply(v.token.id);
+      v.reply(verified_token{v.token.id, e.role});
       return;
     }
   }
@@ -93,7 +93,8 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
                                                    std::array<std::uint8_t, 32> digest) {
   const std::vector<pg::param> query_args_1{std::to_string(t.id)};
   auto row = co_await pool_.query(
-      "SELECT salt, hash, revoked_at IS NULL FROM tokens WHERE id = $1::bigint", query_args_1);
+      "SELECT salt, hash, revoked_at IS NULL, role FROM tokens WHERE id = $1::bigint",
+      query_args_1);
   if (!row) {
     (void)tell(auth_verified{t.id, digest, row.error()});
     co_return;
@@ -101,10 +102,13 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   std::optional<std::string> salt;
   std::optional<std::string> stored;
   bool live = false;
+  // A role this binary does not know grants nothing.
+  std::optional<token_role> role;
   if (row->size() == 1) {
     salt = bytea(row->text(0, 0));
     stored = bytea(row->text(0, 1));
     live = row->text(0, 2) == "t";
+    role = parse_token_role(row->text(0, 3));
   }
   const bool known = salt && stored && stored->size() == 32;
   const std::string salt_bytes =
@@ -117,9 +121,11 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   const bool match =
       known && constant_time_equal(computed.data(),
                                    reinterpret_cast<const std::uint8_t*>(stored->data()), 32);
+  const bool good = match && live && role.has_value();
+  const token_role granted = role.value_or(token_role::client);
   // Deliver through the mailbox: that queue is bounded, and the answer reaches every waiter.
-  if (!tell(auth_verified{t.id, digest, match && live})) {
-    on_verified(auth_verified{t.id, digest, match && live});
+  if (!tell(auth_verified{t.id, digest, good, granted})) {
+    on_verified(auth_verified{t.id, digest, good, granted});
   }
 }
 
@@ -128,14 +134,14 @@ void authenticator::on_verified(auth_verified&& v) {
   auto it = waiting_.find(k);
   if (v.outcome && *v.outcome) {
     const auto now = steady_clock::now();
-    cache_[v.id] = entry{v.digest, now, now};
+    cache_[v.id] = entry{v.digest, now, now, v.role};
   }
   if (it == waiting_.end()) return;
   for (auto& r : it->second) {
     if (!v.outcome) {
       r(fail(errc::db_unavailable, "cannot check tokens right now"));
     } else if (*v.outcome) {
-      r(v.id);
+      r(verified_token{v.id, v.role});
     } else {
       r(fail(errc::unauthorized, "missing or invalid token"));
     }

@@ -13,19 +13,21 @@ namespace cloudbrain {
 
 struct auth_verify {
   token_parts token;
-  reply_to<std::int64_t> reply;
+  reply_to<verified_token> reply;
 };
 struct auth_verified {  // a slow verification finished (internal)
   std::int64_t id;
   std::array<std::uint8_t, 32> digest;
   result<bool> outcome;
+  token_role role = token_role::client;
 };
 using auth_message = std::variant<auth_verify, auth_verified>;
 
-// Checks API tokens. A verified token is remembered by the SHA-256 of its secret, so scrypt is
-// paid once per token rather than per request; every two seconds the remembered ids are
-// checked against PostgreSQL, so a revoked token stops working within five seconds. Unknown
-// ids cost a full scrypt too, so the answer's timing does not tell whether an id exists.
+// Checks API tokens. A verified token is remembered, with its role, by the SHA-256 of its
+// secret, so scrypt is paid once per token rather than per request; every two seconds the
+// remembered ids are checked against PostgreSQL, so a revoked token stops working within five
+// seconds. Unknown ids cost a full scrypt too, so the answer's timing does not tell whether an id
+// exists.
 class authenticator : public actor<authenticator, auth_message> {
  public:
   authenticator(boost::asio::any_io_executor ex, pg::pool& pool, blocking_pool& blocking,
@@ -35,8 +37,8 @@ class authenticator : public actor<authenticator, auth_message> {
   void handle(auth_message&& m);
   void on_restart();
 
-  // The token's id, or unauthorized / db_unavailable / overloaded.
-  boost::asio::awaitable<result<std::int64_t>> verify(const token_parts& t, deadline dl);
+  // The token's id and role, or unauthorized / db_unavailable / overloaded.
+  boost::asio::awaitable<result<verified_token>> verify(const token_parts& t, deadline dl);
 
   [[nodiscard]] std::uint64_t cache_hits() const { return hits_.load(); }
   [[nodiscard]] std::uint64_t cache_misses() const { return misses_.load(); }
@@ -46,6 +48,7 @@ class authenticator : public actor<authenticator, auth_message> {
     std::array<std::uint8_t, 32> digest;
     steady_clock::time_point verified_at;
     steady_clock::time_point confirmed_at;
+    token_role role = token_role::client;
   };
   struct key {
     std::int64_t id;
@@ -65,7 +68,7 @@ class authenticator : public actor<authenticator, auth_message> {
   blocking_pool& blocking_;
   std::chrono::milliseconds ttl_;
   std::unordered_map<std::int64_t, entry> cache_;
-  std::unordered_map<key, std::vector<reply_to<std::int64_t>>, key_hash> waiting_;
+  std::unordered_map<key, std::vector<reply_to<verified_token>>, key_hash> waiting_;
   token_salt dummy_salt_;
   std::atomic<std::uint64_t> hits_{0};
   std::atomic<std::uint64_t> misses_{0};

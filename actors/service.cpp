@@ -357,7 +357,8 @@ int run_token_command(const std::vector<std::string>& raw_args) {
   std::vector<std::string> args = raw_args;
   const std::string url = database_url_from(args);
   if (args.empty()) {
-    std::cerr << "usage: cloudbrain token create \"description\" | list | revoke <id>\n";
+    std::cerr << "usage: cloudbrain token create [--role client|driver|admin] \"description\" | "
+                 "list | revoke <id>\n";
     return 2;
   }
   if (url.empty()) {
@@ -375,19 +376,39 @@ int run_token_command(const std::vector<std::string>& raw_args) {
 
   auto work = [&]() -> asio::awaitable<void> {
     if (command == "create") {
-      if (args.size() != 2 || args[1].empty()) {
-        std::cerr << "usage: cloudbrain token create \"description\"\n";
+      // --role ROLE (or --role=ROLE) anywhere; the one other argument is the description.
+      token_role role = token_role::client;
+      std::vector<std::string> words;
+      bool bad_role = false;
+      for (std::size_t i = 1; i < args.size(); ++i) {
+        std::optional<std::string> value;
+        if (args[i] == "--role" && i + 1 < args.size()) {
+          value = args[++i];
+        } else if (args[i].rfind("--role=", 0) == 0) {
+          value = args[i].substr(7);
+        } else {
+          words.push_back(args[i]);
+          continue;
+        }
+        const auto parsed = parse_token_role(*value);
+        if (!parsed) bad_role = true;
+        role = parsed.value_or(token_role::client);
+      }
+      if (bad_role || words.size() != 1 || words[0].empty()) {
+        std::cerr << "usage: cloudbrain token create [--role client|driver|admin] "
+                     "\"description\"\n";
         exit_code = 2;
         co_return;
       }
       const auto secret = generate_token_secret();
       const auto salt = generate_token_salt();
       const auto hash = hash_token_secret(secret, salt.data(), salt.size());
-      const std::vector<pg::param> query_args_2{args[1], to_hex(salt.data(), salt.size()),
-                                                to_hex(hash.data(), hash.size())};
+      const std::vector<pg::param> query_args_2{words[0], to_hex(salt.data(), salt.size()),
+                                                to_hex(hash.data(), hash.size()),
+                                                std::string(to_string(role))};
       auto r = co_await pool.query(
-          "INSERT INTO tokens (description, salt, hash) "
-          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex')) RETURNING id",
+          "INSERT INTO tokens (description, salt, hash, role) "
+          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4) RETURNING id",
           query_args_2, dl());
       if (!r) {
         std::cerr << "cloudbrain token create: " << r.error().message() << "\n";
@@ -400,17 +421,17 @@ int run_token_command(const std::vector<std::string>& raw_args) {
       auto r = co_await pool.query(
           "SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
           "coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-          "'-'), description FROM tokens ORDER BY id",
+          "'-'), role, description FROM tokens ORDER BY id",
           {}, dl());
       if (!r) {
         std::cerr << "cloudbrain token list: " << r.error().message() << "\n";
         exit_code = 1;
         co_return;
       }
-      std::cout << "ID\tCREATED\tREVOKED\tDESCRIPTION\n";
+      std::cout << "ID\tCREATED\tREVOKED\tROLE\tDESCRIPTION\n";
       for (int i = 0; i < static_cast<int>(r->size()); ++i) {
         std::cout << r->text(i, 0) << '\t' << r->text(i, 1) << '\t' << r->text(i, 2) << '\t'
-                  << r->text(i, 3) << '\n';
+                  << r->text(i, 3) << '\t' << r->text(i, 4) << '\n';
       }
     } else if (command == "revoke") {
       std::int64_t id = 0;

@@ -16,6 +16,6 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode = serve_mode
 int run_token_command(const std::vector<std::string>& args);
 
 // The name of the last schema change this binary needs (see schema/sqitch.plan).
-inline constexpr const char* required_schema_change = "reservation_idempotency";
+inline constexpr const char* required_schema_change = "token_roles";
 
 }  // namespace cloudbrain
