@@ -2,6 +2,7 @@
 
 #include "actors/api.hpp"
 #include "actors/authenticator.hpp"
+#include "actors/driver_hub.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/manual.hpp"
@@ -24,6 +25,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -159,9 +161,22 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   health status;
   service_metrics meter(CLOUDBRAIN_VERSION, blocking, status);
 
+  // Lazy: nothing here touches the database before the service starts.
+  pg::pool_config pool_cfg;
+  pool_cfg.conninfo = cfg->database_url;
+  pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.query_seconds = meter.db_query_seconds();
+  pg::pool pool(ioc.get_executor(), pool_cfg);
+  meter.watch(pool);
+  authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
+  // Before the drivers: external providers attach to it as they are built.
+  driver_hub_config hub_cfg;
+  hub_cfg.heartbeat_interval = cfg->driver_heartbeat;
+  driver_hub hub(ioc.get_executor(), auth, status, hub_cfg);
+
   auto drivers = make_metered_drivers(
-      cfg->providers, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking},
-      meter);
+      cfg->providers,
+      providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking, &hub}, meter);
   if (!drivers) {
     std::cerr << "cloudbrain serve: " << drivers.error().detail << "\n";
     return 2;
@@ -174,27 +189,20 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     return 0;
   }
 
-  pg::pool_config pool_cfg;
-  pool_cfg.conninfo = cfg->database_url;
-  pool_cfg.max_connections = cfg->db_pool_size;
-  pool_cfg.query_seconds = meter.db_query_seconds();
-  pg::pool pool(ioc.get_executor(), pool_cfg);
-  meter.watch(pool);
-
   const std::string owner = process_owner_id();
   instance_store store(pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
-  authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
   provider_registry registry;
   provider_set served(ioc.get_executor(), *cfg, store, reservations, sched, status, meter, registry,
-                      blocking);
+                      blocking, &hub);
   served.add(cfg->providers, std::move(*drivers));
 
   auto routes = std::make_shared<net::router>();
   api http_api(*cfg, store, reservations, auth, status, registry);
   http_api.install(*routes);
+  hub.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
   meter.learn_routes(*routes);
@@ -240,8 +248,14 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     status.set_draining();
     served.close();
     const auto dl = after(cfg->shutdown_timeout);
-    co_await server.shutdown(dl);
-    co_await sched.drain(dl);
+    // The server stops taking requests while the jobs in flight finish; out-of-tree drivers
+    // stay connected for those jobs, and are let go once the scheduler has drained.
+    auto drain_jobs = [&]() -> asio::awaitable<void> {
+      co_await sched.drain(dl);
+      hub.close_connections();
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (server.shutdown(dl) && drain_jobs());
     // Last, so that probes and scrapes see the drain to its end.
     if (admin) co_await admin->shutdown(after(std::chrono::seconds(2)));
     auth.close();
@@ -301,6 +315,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
           }
         }
         auth.start();
+        hub.start();
         sched.start();
         served.start();
         systemd.notify("READY=1\nSTATUS=serving");

@@ -2,7 +2,8 @@
 // `const cloud_kind cloudbrain::providers::<cloud>::kind` (see providers/registry.hpp).
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
-  X(gce)
+  X(gce)                     \
+  X(external)
 
 #include "providers/registry.hpp"
 
