@@ -279,10 +279,12 @@ std::pair<instance_request, validation> parse_instance_request(std::string_view 
 }
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         authenticator& auth, health& h, const provider_registry& providers)
+         reservation_set_store& sets, authenticator& auth, health& h,
+         const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
+      sets_(sets),
       auth_(auth),
       health_(h),
       providers_(providers) {}
@@ -295,6 +297,8 @@ void api::install(net::router& r) {
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   install_reservations(r);
+  install_reservation_sets(r);
+  install_usage(r);
   install_operations(r);
 }
 
@@ -310,6 +314,7 @@ asio::awaitable<token_check> check_token(authenticator& auth, const net::request
   if (!token) co_return unauthorized();
   const auto parts = parse_token(*token);
   if (!parts) co_return unauthorized();
+  if (const auto known = auth.cached(*parts)) co_return *known;  // no wait, no actor
   auto verified = co_await auth.verify(*parts, after(std::chrono::seconds(10)));
   if (!verified) {
     if (verified.error().is(errc::unauthorized)) co_return unauthorized();
@@ -326,17 +331,35 @@ net::response role_not_allowed(token_role role, std::string_view what) {
 
 net::handler api::authenticated(handler_fn fn) {
   return [this, fn](net::request_context& ctx) -> asio::awaitable<net::response> {
-    auto checking = check_token(auth_, ctx.req);
-    auto checked = co_await std::move(checking);
-    if (auto* refused = std::get_if<net::response>(&checked)) co_return std::move(*refused);
-    const auto token = std::get<verified_token>(checked);
-    if (token.role == token_role::driver) {
-      co_return role_not_allowed(token.role,
+    // A remembered token is answered here, without a message to the authenticator or another
+    // coroutine frame; anything else goes through check_token.
+    std::optional<verified_token> token;
+    if (const auto presented = presented_token(ctx.req)) {
+      if (const auto parts = parse_token(*presented)) token = auth_.cached(*parts);
+    }
+    if (!token) {
+      auto checking = check_token(auth_, ctx.req);
+      auto checked = co_await std::move(checking);
+      if (auto* refused = std::get_if<net::response>(&checked)) co_return std::move(*refused);
+      token = std::get<verified_token>(checked);
+    }
+    if (token->role == token_role::driver) {
+      co_return role_not_allowed(token->role,
                                  "may only connect a driver at /drivers/connect; use a client "
                                  "token (cloudbrain token create) for the API");
     }
-    co_return co_await (this->*fn)(ctx, token.id);
+    co_return co_await (this->*fn)(ctx, token->id);
   };
+}
+
+std::string api::base_url_of(const net::request_context& ctx) const {
+  std::string base = cfg_.base_url;
+  if (base.empty()) {
+    const auto host = ctx.req.find(http::field::host);
+    base = "http://" + (host != ctx.req.end() ? std::string(host->value()) : cfg_.listen);
+  }
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return base;
 }
 
 std::string api::location_of(const net::request_context& ctx, const std::string& id) const {

@@ -17,20 +17,10 @@ namespace {
 
 constexpr std::string_view reservation_states[] = {"pending",   "active",  "cancelling",
                                                    "cancelled", "expired", "failed"};
-// Without ends_at or duration_minutes a reservation lasts this long (or the provider's cap).
-constexpr std::chrono::hours default_duration{24};
 
 net::response reservation_not_found(std::string_view what) {
   return net::problem(http::status::not_found, "reservation_not_found", "Not found",
                       "no reservation " + std::string(what));
-}
-
-std::string describe(std::chrono::milliseconds d) {
-  using namespace std::chrono;
-  const auto minutes_total = duration_cast<minutes>(d).count();
-  if (minutes_total % (60 * 24) == 0) return std::to_string(minutes_total / (60 * 24)) + "d";
-  if (minutes_total % 60 == 0) return std::to_string(minutes_total / 60) + "h";
-  return std::to_string(minutes_total) + "m";
 }
 
 struct parsed_reservation {
@@ -67,110 +57,27 @@ parsed_reservation parse_reservation_request(std::string_view body,
     }
   }
 
-  const auto* provider = o.if_contains("provider");
-  if (!provider || provider->is_null()) {
-    v.errors.push_back("'provider' is required");
-  } else if (!provider->is_string()) {
-    v.errors.push_back("'provider' must be a string");
-  } else {
-    p.section = providers.section(std::string_view(provider->as_string()));
-    if (!p.section) {
-      if (v.errors.empty()) v.code = "unknown_provider";
-      v.errors.push_back("unknown provider '" + std::string(provider->as_string()).substr(0, 63) +
-                         "'");
-    } else {
-      req.provider = p.section->name;
-    }
-  }
+  auto capacity = parse_capacity_fields(o, providers, "", v);
+  p.section = capacity.section;
+  p.over_cap = capacity.over_cap;
+  req.provider = std::move(capacity.provider);
+  req.instance_type = std::move(capacity.instance_type);
+  req.count = capacity.count;
+  req.zones = std::move(capacity.zones);
 
-  if (const auto* type = o.if_contains("instance_type"); type && !type->is_null()) {
-    if (!type->is_string() || (type->as_string() != "standard" && type->as_string() != "premium")) {
-      v.errors.push_back("'instance_type' must be 'standard' or 'premium'");
-    } else {
-      req.instance_type = std::string(type->as_string());
-    }
+  auto end = parse_end_fields(o, now, v);
+  if (!end.given && p.section) {
+    end.at = now + std::min<std::chrono::milliseconds>(default_reservation_duration,
+                                                       p.section->max_reservation_duration);
   }
-
-  const auto* count = o.if_contains("count");
-  if (!count || count->is_null()) {
-    v.errors.push_back("'count' is required");
-  } else if (!count->is_int64() && !count->is_uint64()) {
-    v.errors.push_back("'count' must be a whole number");
-  } else {
-    const auto n =
-        count->is_int64()
-            ? count->as_int64()
-            : static_cast<std::int64_t>(std::min<std::uint64_t>(count->as_uint64(), 1ULL << 62));
-    if (n < 1) {
-      v.errors.push_back("'count' must be at least 1");
-    } else if (p.section && static_cast<std::uint64_t>(n) > p.section->max_reserved_instances) {
-      p.over_cap = true;
-      v.errors.push_back("'count' " + std::to_string(n) + " is over provider '" + p.section->name +
-                         "''s cap of " + std::to_string(p.section->max_reserved_instances) +
-                         " reserved instances (max-reserved-instances)");
-    } else {
-      req.count = static_cast<int>(std::min<std::int64_t>(n, 1'000'000));
-    }
-  }
-
-  if (const auto* zones = o.if_contains("zones"); zones && !zones->is_null()) {
-    if (!zones->is_array() || zones->as_array().empty()) {
-      v.errors.push_back("'zones' must be a non-empty array of zone names");
-    } else {
-      for (const auto& z : zones->as_array()) {
-        if (!z.is_string()) {
-          v.errors.push_back("'zones' must contain only strings");
-          break;
-        }
-        const std::string zone(z.as_string());
-        if (p.section && std::find(p.section->zones.begin(), p.section->zones.end(), zone) ==
-                             p.section->zones.end()) {
-          v.errors.push_back("zone '" + zone.substr(0, 63) + "' is not one of provider '" +
-                             p.section->name + "''s zones");
-        } else if (std::find(req.zones.begin(), req.zones.end(), zone) != req.zones.end()) {
-          v.errors.push_back("zone '" + zone + "' is listed twice");
-        } else {
-          req.zones.push_back(zone);
-        }
-      }
-    }
-  }
-
-  const auto* ends_at = o.if_contains("ends_at");
-  const auto* minutes = o.if_contains("duration_minutes");
-  const bool has_ends = ends_at && !ends_at->is_null();
-  const bool has_minutes = minutes && !minutes->is_null();
-  std::optional<system_clock::time_point> end;
-  if (has_ends && has_minutes) {
-    v.errors.push_back("give 'ends_at' or 'duration_minutes', not both");
-  } else if (has_ends) {
-    if (!ends_at->is_string()) {
-      v.errors.push_back("'ends_at' must be an RFC 3339 time");
-    } else if (auto t = parse_rfc3339(std::string_view(ends_at->as_string())); !t) {
-      v.errors.push_back("'ends_at' must be an RFC 3339 time: " + t.error().detail);
-    } else if (*t <= now + std::chrono::minutes(1)) {
-      v.errors.push_back("'ends_at' must be at least a minute in the future");
-    } else {
-      end = *t;
-    }
-  } else if (has_minutes) {
-    if (!minutes->is_int64() || minutes->as_int64() < 1) {
-      v.errors.push_back("'duration_minutes' must be a whole number of minutes, at least 1");
-    } else {
-      end = now + std::chrono::minutes(std::min<std::int64_t>(minutes->as_int64(), 1LL << 32));
-    }
-  } else if (p.section) {
-    end = now + std::min<std::chrono::milliseconds>(default_duration,
-                                                    p.section->max_reservation_duration);
-  }
-  if (end && p.section) {
-    if (*end - now > p.section->max_reservation_duration) {
+  if (end.at && p.section) {
+    if (*end.at - now > p.section->max_reservation_duration) {
       p.over_cap = true;
       v.errors.push_back("the reservation would last longer than provider '" + p.section->name +
-                         "''s cap of " + describe(p.section->max_reservation_duration) +
+                         "''s cap of " + describe_duration(p.section->max_reservation_duration) +
                          " (max-reservation-duration)");
     } else {
-      req.ends_at = *end;
+      req.ends_at = *end.at;
     }
   }
 
@@ -182,6 +89,119 @@ parsed_reservation parse_reservation_request(std::string_view body,
 }
 
 }  // namespace
+
+std::string describe_duration(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  const auto minutes_total = duration_cast<minutes>(d).count();
+  if (minutes_total % (60 * 24) == 0) return std::to_string(minutes_total / (60 * 24)) + "d";
+  if (minutes_total % 60 == 0) return std::to_string(minutes_total / 60) + "h";
+  return std::to_string(minutes_total) + "m";
+}
+
+capacity_fields parse_capacity_fields(const json::object& o, const provider_registry& providers,
+                                      std::string_view where, validation& v) {
+  capacity_fields c;
+  const std::string at(where);
+  const auto* provider = o.if_contains("provider");
+  if (!provider || provider->is_null()) {
+    v.errors.push_back(at + "'provider' is required");
+  } else if (!provider->is_string()) {
+    v.errors.push_back(at + "'provider' must be a string");
+  } else {
+    c.section = providers.section(std::string_view(provider->as_string()));
+    if (!c.section) {
+      if (v.errors.empty()) v.code = "unknown_provider";
+      v.errors.push_back(at + "unknown provider '" +
+                         std::string(provider->as_string()).substr(0, 63) + "'");
+    } else {
+      c.provider = c.section->name;
+    }
+  }
+
+  if (const auto* type = o.if_contains("instance_type"); type && !type->is_null()) {
+    if (!type->is_string() || (type->as_string() != "standard" && type->as_string() != "premium")) {
+      v.errors.push_back(at + "'instance_type' must be 'standard' or 'premium'");
+    } else {
+      c.instance_type = std::string(type->as_string());
+    }
+  }
+
+  const auto* count = o.if_contains("count");
+  if (!count || count->is_null()) {
+    v.errors.push_back(at + "'count' is required");
+  } else if (!count->is_int64() && !count->is_uint64()) {
+    v.errors.push_back(at + "'count' must be a whole number");
+  } else {
+    const auto n =
+        count->is_int64()
+            ? count->as_int64()
+            : static_cast<std::int64_t>(std::min<std::uint64_t>(count->as_uint64(), 1ULL << 62));
+    if (n < 1) {
+      v.errors.push_back(at + "'count' must be at least 1");
+    } else if (c.section && static_cast<std::uint64_t>(n) > c.section->max_reserved_instances) {
+      c.over_cap = true;
+      v.errors.push_back(at + "'count' " + std::to_string(n) + " is over provider '" +
+                         c.section->name + "''s cap of " +
+                         std::to_string(c.section->max_reserved_instances) +
+                         " reserved instances (max-reserved-instances)");
+    } else {
+      c.count = static_cast<int>(std::min<std::int64_t>(n, 1'000'000));
+    }
+  }
+
+  if (const auto* zones = o.if_contains("zones"); zones && !zones->is_null()) {
+    if (!zones->is_array() || zones->as_array().empty()) {
+      v.errors.push_back(at + "'zones' must be a non-empty array of zone names");
+    } else {
+      for (const auto& z : zones->as_array()) {
+        if (!z.is_string()) {
+          v.errors.push_back(at + "'zones' must contain only strings");
+          break;
+        }
+        const std::string zone(z.as_string());
+        if (c.section && std::find(c.section->zones.begin(), c.section->zones.end(), zone) ==
+                             c.section->zones.end()) {
+          v.errors.push_back(at + "zone '" + zone.substr(0, 63) + "' is not one of provider '" +
+                             c.section->name + "''s zones");
+        } else if (std::find(c.zones.begin(), c.zones.end(), zone) != c.zones.end()) {
+          v.errors.push_back(at + "zone '" + zone + "' is listed twice");
+        } else {
+          c.zones.push_back(zone);
+        }
+      }
+    }
+  }
+  return c;
+}
+
+end_fields parse_end_fields(const json::object& o, system_clock::time_point now, validation& v) {
+  end_fields e;
+  const auto* ends_at = o.if_contains("ends_at");
+  const auto* minutes = o.if_contains("duration_minutes");
+  const bool has_ends = ends_at && !ends_at->is_null();
+  const bool has_minutes = minutes && !minutes->is_null();
+  e.given = has_ends || has_minutes;
+  if (has_ends && has_minutes) {
+    v.errors.push_back("give 'ends_at' or 'duration_minutes', not both");
+  } else if (has_ends) {
+    if (!ends_at->is_string()) {
+      v.errors.push_back("'ends_at' must be an RFC 3339 time");
+    } else if (auto t = parse_rfc3339(std::string_view(ends_at->as_string())); !t) {
+      v.errors.push_back("'ends_at' must be an RFC 3339 time: " + t.error().detail);
+    } else if (*t <= now + std::chrono::minutes(1)) {
+      v.errors.push_back("'ends_at' must be at least a minute in the future");
+    } else {
+      e.at = *t;
+    }
+  } else if (has_minutes) {
+    if (!minutes->is_int64() || minutes->as_int64() < 1) {
+      v.errors.push_back("'duration_minutes' must be a whole number of minutes, at least 1");
+    } else {
+      e.at = now + std::chrono::minutes(std::min<std::int64_t>(minutes->as_int64(), 1LL << 32));
+    }
+  }
+  return e;
+}
 
 void api::install_reservations(net::router& r) {
   r.add(http::verb::post, "/reservations", authenticated(&api::create_reservation),
@@ -220,13 +240,7 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   }
   auto res = raw_json(http::status::created, std::move(created->body));
   if (created->replayed) res.set("Idempotent-Replayed", "true");
-  std::string base = cfg_.base_url;
-  if (base.empty()) {
-    const auto host = ctx.req.find(http::field::host);
-    base = "http://" + (host != ctx.req.end() ? std::string(host->value()) : cfg_.listen);
-  }
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  res.set(http::field::location, base + "/reservations/" + created->id);
+  res.set(http::field::location, base_url_of(ctx) + "/reservations/" + created->id);
   if (created->replayed) co_return res;
   log::info("reservation requested", {{"request_id", ctx.request_id},
                                       {"reservation_id", created->id},

@@ -9,7 +9,8 @@ boost::asio::awaitable<result<std::optional<replayed_response>>> find_replay(
   const std::vector<pg::param> args{std::to_string(token_id), request.key};
   auto prior = co_await pool.query(
       "SELECT encode(request_hash, 'hex'), response_status, response_body::text, "
-      "coalesce(instance_id, reservation_id)::text, created_at > now() - interval '24 hours' "
+      "coalesce(instance_id, reservation_id, reservation_set_id)::text, created_at > now() - "
+      "interval '24 hours' "
       "FROM idempotency_keys WHERE token_id = $1::bigint AND key = $2",
       args);
   if (!prior) co_return prior.error();

@@ -21,7 +21,7 @@ struct idempotent_request {
 struct replayed_response {
   int status = 0;
   std::string body;
-  std::string id;  // the instance or reservation the first request made
+  std::string id;  // the instance, reservation or reservation set the first request made
 };
 
 // The response stored under the key, if one younger than 24 hours is (an older one is purged,

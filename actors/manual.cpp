@@ -15,6 +15,9 @@ constexpr const char* synopsis = R"(SYNOPSIS
     cloudbrain token list [--database-url URL]
     cloudbrain token revoke ID [--database-url URL]
     cloudbrain-create-token DESCRIPTION
+    cloudbrain usage [--from TIME] [--to TIME] [--group-by KEYS] [--tag KEY=VALUE]...
+                     [--provider NAME] [--format table|csv|json] [--config FILE]
+                     [--database-url URL]
     cloudbrain routes [--config FILE] [--OPTION VALUE]...
     cloudbrain --help | --version
 )";
@@ -47,6 +50,13 @@ constexpr const char* token_commands = R"(    token create [--role ROLE] DESCRIP
 
     The token commands read the database from --database-url URL, CLOUDBRAIN_DATABASE_URL or
     DATABASE_URL.
+    usage
+        Prints what ran, what was reserved, what of that stood unused and what it cost over
+        [--from, --to) (default: the last 24 hours), one line per group (--group-by provider,
+        instance_type and tag.KEY; default provider,instance_type) and a total: the report of
+        GET /usage, read from the database as the token commands read it. --tag KEY=VALUE and
+        --provider NAME narrow it; --format csv or json prints what GET /usage answers. Costs
+        come from the prices of the configuration given with --config (or CLOUDBRAIN_CONFIG).
     routes
         Prints the HTTP routes serve would answer with the same options, one "METHOD PATTERN
         NAME" a line, without touching the database or a cloud.
@@ -70,9 +80,12 @@ constexpr const char* configuration_file = R"(CONFIGURATION FILE
         zones = zone-a zone-b
 
     Every section has `type` (see PROVIDER TYPES), `zones` (tried in this order),
-    `rate-limit` (cloud calls per second, 20), `max-in-flight` (50), `endpoint`, and the cost
-    guards `max-reserved-instances` (1000) and `max-reservation-duration` (7d); the other keys
-    belong to its type. An unknown key or a bad value stops serve with a message naming it.
+    `rate-limit` (cloud calls per second, 20), `max-in-flight` (50), `endpoint`, the cost
+    guards `max-reserved-instances` (1000) and `max-reservation-duration` (7d), and the prices
+    of an instance-hour for usage reports and the spend estimate: `standard-price-per-hour`,
+    `premium-price-per-hour` and `reserved-price-per-hour` (decimals such as 0.095, in the
+    top-level `currency`); the other keys belong to its type. An unknown key or a bad value
+    stops serve with a message naming it.
 
     In a value, ${CREDENTIALS_DIRECTORY} stands for the directory in which systemd hands the
     service the files of its LoadCredential= lines:
@@ -155,6 +168,11 @@ constexpr const char* examples = R"(EXAMPLES
         cloudbrain token create "ci worker"
         curl -H "Authorization: token $TOKEN" -H 'Content-Type: application/json' \
           -d '{"provider":"gce","image":"debian-12"}' http://127.0.0.1:8080/instances
+
+    What the runs tagged run=nightly-42 used and cost last week, by provider:
+
+        cloudbrain usage --config /etc/cloudbrain/cloudbrain.conf --tag run=nightly-42 \
+          --from 2025-06-02T00:00:00Z --to 2025-06-09T00:00:00Z --group-by provider
 
     Deploy the schema by hand, as cloudbrain-schema.service does, or with Sqitch itself:
 

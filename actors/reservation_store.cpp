@@ -16,8 +16,17 @@ const char* const reservation_json_sql = R"(json_build_object(
   'state', r.state, 'upstream_id', r.upstream_id, 'in_use', r.in_use,
   'ends_at', to_char(r.ends_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
   'tags', r.tags, 'error_reason', r.error_reason, 'cancel_reason', r.cancel_reason,
+  'set_id', r.set_id,
   'created_at', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
   'updated_at', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))";
+
+const char* const release_job_cte = R"(
+j AS (
+  INSERT INTO jobs (kind, reservation_id, provider, cloud_key, max_attempts)
+  SELECT 'release_reservation', id, provider, 'release-' || id, 2147483647 FROM upd
+  ON CONFLICT (reservation_id, kind)
+    WHERE state IN ('queued', 'running') AND reservation_id IS NOT NULL DO NOTHING
+  RETURNING 1))";
 
 namespace {
 
@@ -67,15 +76,6 @@ WHERE ($1::text IS NULL OR r.provider = $1)
   AND ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4::timestamptz, $5::uuid))
 ORDER BY r.created_at DESC, r.id DESC
 LIMIT $6::int)");
-
-// A release job per reservation moved to cancelling; one unfinished release at most.
-const char* const release_job_cte = R"(
-j AS (
-  INSERT INTO jobs (kind, reservation_id, provider, cloud_key, max_attempts)
-  SELECT 'release_reservation', id, provider, 'release-' || id, 2147483647 FROM upd
-  ON CONFLICT (reservation_id, kind)
-    WHERE state IN ('queued', 'running') AND reservation_id IS NOT NULL DO NOTHING
-  RETURNING 1))";
 
 const std::string cancel_sql = std::string(R"(
 WITH upd AS (

@@ -135,5 +135,8 @@ class reservation_store {
 
 // The SQL expression that renders a reservation row `r` as API JSON.
 extern const char* const reservation_json_sql;
+// A CTE `j` that gives every row of the CTE `upd` (id, provider: reservations just moved to
+// cancelling) a release job, one unfinished release per reservation at most.
+extern const char* const release_job_cte;
 
 }  // namespace cloudbrain

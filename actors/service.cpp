@@ -11,6 +11,7 @@
 #include "actors/provider_set.hpp"
 #include "actors/reconciler.hpp"
 #include "actors/reservation_janitor.hpp"
+#include "actors/reservation_set_reconciler.hpp"
 #include "actors/scheduler.hpp"
 #include "actors/service_metrics.hpp"
 #include "core/blocking_pool.hpp"
@@ -46,6 +47,9 @@ namespace cloudbrain {
 namespace asio = boost::asio;
 
 namespace {
+
+// How often reservation sets are looked at: a set follows its members within about this long.
+constexpr std::chrono::milliseconds set_reconcile_interval{500};
 
 std::string process_owner_id() {
   char host[256] = {};
@@ -93,7 +97,9 @@ std::int64_t monotonic_usec() {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1'000;
 }
 
-std::string database_url_from(std::vector<std::string>& args) {
+}  // namespace
+
+std::string take_database_url(std::vector<std::string>& args) {
   for (auto it = args.begin(); it != args.end(); ++it) {
     if (*it == "--database-url" && it + 1 != args.end()) {
       std::string url = *(it + 1);
@@ -111,8 +117,6 @@ std::string database_url_from(std::vector<std::string>& args) {
   }
   return {};
 }
-
-}  // namespace
 
 int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   const std::string command = mode == serve_mode::serve ? "serve" : "routes";
@@ -159,12 +163,14 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   asio::io_context ioc(static_cast<int>(cfg->threads));
   blocking_pool blocking(cfg->blocking_threads);
   health status;
-  service_metrics meter(CLOUDBRAIN_VERSION, blocking, status);
+  service_metrics meter(CLOUDBRAIN_VERSION, blocking, status, cfg->currency,
+                        cfg->spend_ceiling_per_hour);
 
   // Lazy: nothing here touches the database before the service starts.
   pg::pool_config pool_cfg;
   pool_cfg.conninfo = cfg->database_url;
   pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.prepared_statements = cfg->db_prepared_statements;
   pool_cfg.query_seconds = meter.db_query_seconds();
   pg::pool pool(ioc.get_executor(), pool_cfg);
   meter.watch(pool);
@@ -190,8 +196,11 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   }
 
   const std::string owner = process_owner_id();
-  instance_store store(pool, owner, cfg->job_max_attempts);
+  instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
+  reservation_set_store sets(pool, cfg->job_max_attempts);
+  reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
+  meter.watch(set_reconciler.stats());
   scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
   provider_registry registry;
@@ -200,7 +209,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   served.add(cfg->providers, std::move(*drivers));
 
   auto routes = std::make_shared<net::router>();
-  api http_api(*cfg, store, reservations, auth, status, registry);
+  api http_api(*cfg, store, reservations, sets, auth, status, registry);
   http_api.install(*routes);
   hub.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
@@ -247,6 +256,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     systemd.notify("STOPPING=1\nSTATUS=shutting down");
     status.set_draining();
     served.close();
+    set_reconciler.close();
     const auto dl = after(cfg->shutdown_timeout);
     // The server stops taking requests while the jobs in flight finish; out-of-tree drivers
     // stay connected for those jobs, and are let go once the scheduler has drained.
@@ -318,6 +328,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         hub.start();
         sched.start();
         served.start();
+        set_reconciler.start();
         systemd.notify("READY=1\nSTATUS=serving");
         if (const auto every = systemd.watchdog_interval()) {
           // From the event loop itself: a wedged loop stops these, and systemd restarts us.
@@ -370,7 +381,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
 int run_token_command(const std::vector<std::string>& raw_args) {
   std::vector<std::string> args = raw_args;
-  const std::string url = database_url_from(args);
+  const std::string url = take_database_url(args);
   if (args.empty()) {
     std::cerr << "usage: cloudbrain token create [--role client|driver|admin] \"description\" | "
                  "list | revoke <id>\n";

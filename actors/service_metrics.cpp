@@ -39,6 +39,23 @@ constexpr const char* reservations_sql =
     "SELECT provider, state::text, count(*), "
     "count(*) FILTER (WHERE state IN ('pending', 'active') AND ends_at < now()) "
     "FROM reservations WHERE state IN ('pending', 'active', 'cancelling') GROUP BY 1, 2";
+// What each provider runs outside a reservation and holds in reservations now, by instance
+// type: the spend estimate, and the reserved places no instance uses.
+constexpr const char* spend_sql =
+    "SELECT provider, instance_type, sum(running)::bigint, sum(held)::bigint, "
+    "sum(unused)::bigint FROM ("
+    "  SELECT i.provider, i.instance_type, count(*) AS running, 0 AS held, 0 AS unused "
+    "  FROM instances i LEFT JOIN reservations r ON r.id = i.reservation_id "
+    "    AND r.state IN ('active', 'cancelling') AND r.activated_at IS NOT NULL "
+    "  WHERE i.state IN ('running', 'terminating') AND r.id IS NULL GROUP BY 1, 2 "
+    "  UNION ALL "
+    "  SELECT provider, instance_type, 0, sum(count), "
+    "    coalesce(sum(count - in_use) FILTER (WHERE state = 'active'), 0) "
+    "  FROM reservations WHERE state IN ('active', 'cancelling') AND activated_at IS NOT NULL "
+    "  GROUP BY 1, 2) x "
+    "GROUP BY 1, 2";
+constexpr std::string_view instance_types[] = {"standard", "premium"};
+
 // Due: queued and due, or held under a lease that ran out (claimable again). Delayed: queued
 // for later (a retry's backoff). Lag: how long the oldest due job has been waiting.
 constexpr const char* jobs_sql =
@@ -56,6 +73,13 @@ double number(std::string_view s) {
   std::from_chars(s.data(), s.data() + s.size(), v);
   return v;
 }
+
+std::string in_currency(std::string_view currency) {
+  return currency.empty() ? std::string(" (no currency is configured)")
+                          : ", in " + std::string(currency);
+}
+
+double price(const std::string& text) { return text.empty() ? 0 : number(text); }
 
 std::string read_file(const char* path) {
   std::ifstream f(path);
@@ -116,7 +140,8 @@ process_figures read_process_figures() {
 }
 
 service_metrics::service_metrics(std::string_view version, blocking_pool& blocking,
-                                 const health& status)
+                                 const health& status, std::string_view currency,
+                                 std::string_view spend_ceiling)
     : blocking_(blocking),
       health_(status),
       http_requests_(registry_.add_counter(
@@ -196,6 +221,24 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
           "Pending or active reservations whose ends_at has passed: the janitor should have "
           "cancelled them.",
           {"provider"})),
+      reserved_unused_(registry_.add_gauge(
+          "cloudbrain_reserved_unused_instances",
+          "Instances that active reservations hold and no instance uses: paid for, unused "
+          "(from PostgreSQL).",
+          {"provider", "instance_type"})),
+      spend_per_hour_(registry_.add_gauge(
+          "cloudbrain_estimated_spend_per_hour",
+          "Estimated spend per hour of what the provider runs and holds now" +
+              in_currency(currency) +
+              ": instances running outside a reservation at their type's price, reserved "
+              "instances at reserved-price-per-hour (else their type's price); only providers "
+              "with prices, and what has no price counts nothing.",
+          {"provider"})),
+      spend_ceiling_(registry_.add_gauge("cloudbrain_spend_ceiling_per_hour",
+                                         "The configuration's spend-ceiling-per-hour" +
+                                             in_currency(currency) +
+                                             ": the spend alert fires above it. Absent when "
+                                             "none is set.")),
       refresh_errors_(registry_
                           .add_counter("cloudbrain_state_refresh_errors_total",
                                        "Scrapes whose read of the instance, reservation and job "
@@ -255,6 +298,19 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
                       .add_gauge("process_start_time_seconds",
                                  "Start time of the process since unix epoch in seconds.")
                       .get()),
+      set_passes_(registry_
+                      .add_counter("cloudbrain_reservation_set_passes_total",
+                                   "Passes of this process's reservation set reconciliation.")
+                      .get()),
+      set_pass_failures_(registry_
+                             .add_counter("cloudbrain_reservation_set_pass_failures_total",
+                                          "Passes of the reservation set reconciliation that the "
+                                          "database refused (the next one tries again).")
+                             .get()),
+      set_moves_(registry_
+                     .add_counter("cloudbrain_reservation_set_moves_total",
+                                  "Reservation sets this process moved to another state.")
+                     .get()),
       config_reloads_(registry_.add_counter(
           "cloudbrain_config_reloads_total",
           "Times SIGHUP had the configuration read again, by outcome (success: it was valid and "
@@ -278,6 +334,7 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
   registry_.add_gauge("cloudbrain_build_info", "The running build; always 1.", {"version"})
       .with({version})
       .set(1);
+  if (!spend_ceiling.empty()) spend_ceiling_.get().set(number(spend_ceiling));
   registry_.on_collect([this] { collect(); });
 }
 
@@ -326,6 +383,8 @@ std::vector<provider_actor*> service_metrics::watched() const {
   return providers_;
 }
 
+void service_metrics::watch(const set_reconcile_stats& sets) { set_stats_ = &sets; }
+
 void service_metrics::watch(provider_actor& p) {
   {
     const std::lock_guard lock(providers_mutex_);
@@ -336,6 +395,12 @@ void service_metrics::watch(provider_actor& p) {
   for (auto state : instance_states) instances_.with({name, state}).set(0);
   for (auto state : reservation_states) reservations_.with({name, state}).set(0);
   reservations_past_end_.with({name}).set(0);
+  for (auto type : instance_types) reserved_unused_.with({name, type}).set(0);
+  const auto& section = p.section();
+  if (!section.standard_price_per_hour.empty() || !section.premium_price_per_hour.empty() ||
+      !section.reserved_price_per_hour.empty()) {
+    spend_per_hour_.with({name}).set(0);
+  }
   jobs_queued_.with({name}).set(0);
   jobs_delayed_.with({name}).set(0);
   queue_lag_.with({name}).set(0);
@@ -369,6 +434,11 @@ void service_metrics::collect() {
     db_errors_.mirror(static_cast<double>(s.errors));
     db_timeouts_.mirror(static_cast<double>(s.timeouts));
   }
+  if (set_stats_ != nullptr) {
+    set_passes_.mirror(static_cast<double>(set_stats_->passes.load()));
+    set_pass_failures_.mirror(static_cast<double>(set_stats_->failures.load()));
+    set_moves_.mirror(static_cast<double>(set_stats_->moves.load()));
+  }
   const bool ready = !health_.draining() && health_.schema_ok() && health_.problems().empty() &&
                      database_ok_.load();
   ready_.set(ready ? 1 : 0);
@@ -383,7 +453,7 @@ asio::awaitable<void> service_metrics::refresh_database() {
   if (pool_ == nullptr || refreshing_.exchange(true)) co_return;
   refreshed_at_.store(now.time_since_epoch().count());
   const pg::batch_item items[] = {pg::batch_item(instances_sql), pg::batch_item(reservations_sql),
-                                  pg::batch_item(jobs_sql)};
+                                  pg::batch_item(jobs_sql), pg::batch_item(spend_sql)};
   // Cleared however the read ends, a shutdown's cancellation included; this object outlives
   // every scrape.
   struct done_refreshing {
@@ -392,7 +462,7 @@ asio::awaitable<void> service_metrics::refresh_database() {
   } guard{refreshing_};
   auto reading = pool_->pipeline(items, after(std::chrono::seconds(2)));
   auto got = co_await std::move(reading);
-  if (!got || got->size() != 3) {
+  if (!got || got->size() != 4) {
     database_ok_.store(false);
     refresh_errors_.inc();
     log::warn("reading figures for /metrics failed",
@@ -403,6 +473,7 @@ asio::awaitable<void> service_metrics::refresh_database() {
   const pg::rows& inst = (*got)[0];
   const pg::rows& res = (*got)[1];
   const pg::rows& jobs = (*got)[2];
+  const pg::rows& spend = (*got)[3];
   // Counted first and set once each, so that a scrape rendering meanwhile never sees a zero
   // that is not one. What the queries do not list is zero; rows of providers no longer
   // configured are left out (labels come from the configuration).
@@ -412,8 +483,18 @@ asio::awaitable<void> service_metrics::refresh_database() {
     double past_end = 0, queued = 0, delayed = 0, lag = 0;
   };
   std::map<std::string, per_provider, std::less<>> figures;
+  std::map<std::pair<std::string, std::string>, double> unused;
+  std::map<std::string, double, std::less<>> spend_rate;  // priced providers only
+  std::map<std::string, const provider_section*, std::less<>> sections;
   for (provider_actor* p : watched()) {
     const std::string& name = p->section().name;
+    sections[name] = &p->section();
+    for (auto type : instance_types) unused[{name, std::string(type)}] = 0;
+    const auto& s = p->section();
+    if (!s.standard_price_per_hour.empty() || !s.premium_price_per_hour.empty() ||
+        !s.reserved_price_per_hour.empty()) {
+      spend_rate[name] = 0;
+    }
     for (auto state : instance_states) instances[{name, std::string(state)}] = 0;
     for (auto state : reservation_states) reservations[{name, std::string(state)}] = 0;
     figures[name] = {};
@@ -440,6 +521,22 @@ asio::awaitable<void> service_metrics::refresh_database() {
       it->second.lag = number(jobs.text(i, 3));
     }
   }
+  for (int i = 0; i < static_cast<int>(spend.size()); ++i) {
+    const std::string_view provider = spend.text(i, 0);
+    const std::string_view type = spend.text(i, 1);
+    set_if_known(unused, provider, type, number(spend.text(i, 4)));
+    const auto rate = spend_rate.find(provider);
+    if (rate == spend_rate.end()) continue;
+    const provider_section& s = *sections.at(std::string(provider));
+    const std::string& type_price =
+        type == "premium" ? s.premium_price_per_hour : s.standard_price_per_hour;
+    const std::string& held_price =
+        s.reserved_price_per_hour.empty() ? type_price : s.reserved_price_per_hour;
+    rate->second +=
+        number(spend.text(i, 2)) * price(type_price) + number(spend.text(i, 3)) * price(held_price);
+  }
+  for (const auto& [key, n] : unused) reserved_unused_.with({key.first, key.second}).set(n);
+  for (const auto& [name, rate] : spend_rate) spend_per_hour_.with({name}).set(rate);
   for (const auto& [key, n] : instances) instances_.with({key.first, key.second}).set(n);
   for (const auto& [key, n] : reservations) reservations_.with({key.first, key.second}).set(n);
   for (const auto& [name, f] : figures) {

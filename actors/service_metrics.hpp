@@ -2,6 +2,7 @@
 
 #include "actors/health.hpp"
 #include "actors/provider_actor.hpp"
+#include "actors/reservation_set_reconciler.hpp"
 #include "actors/scheduler.hpp"
 #include "core/blocking_pool.hpp"
 #include "core/metrics.hpp"
@@ -39,7 +40,10 @@ class service_metrics {
  public:
   static constexpr std::chrono::seconds database_refresh{2};
 
-  service_metrics(std::string_view version, blocking_pool& blocking, const health& status);
+  // `currency` names the unit of the spend figures (the configuration's `currency`; empty: none),
+  // `spend_ceiling` is spend-ceiling-per-hour (decimal text; empty: not set).
+  service_metrics(std::string_view version, blocking_pool& blocking, const health& status,
+                  std::string_view currency = {}, std::string_view spend_ceiling = {});
   service_metrics(const service_metrics&) = delete;
   service_metrics& operator=(const service_metrics&) = delete;
 
@@ -59,6 +63,7 @@ class service_metrics {
   // db_query_seconds(). Providers at any time (a reload adds them), from any thread.
   void watch(pg::pool& pool);
   void watch(provider_actor& p);
+  void watch(const set_reconcile_stats& sets);
 
   // The outcome of reading the configuration again (SIGHUP).
   void config_reloaded(bool ok);
@@ -107,6 +112,9 @@ class service_metrics {
   metrics::family<metrics::gauge>& instances_;
   metrics::family<metrics::gauge>& reservations_;
   metrics::family<metrics::gauge>& reservations_past_end_;
+  metrics::family<metrics::gauge>& reserved_unused_;
+  metrics::family<metrics::gauge>& spend_per_hour_;
+  metrics::family<metrics::gauge>& spend_ceiling_;
   metrics::counter& refresh_errors_;
   // Database pool
   metrics::family<metrics::gauge>& db_connections_;
@@ -125,6 +133,11 @@ class service_metrics {
   metrics::gauge& open_fds_;
   metrics::gauge& max_fds_;
   metrics::gauge& start_time_;
+  // Reservation sets
+  metrics::counter& set_passes_;
+  metrics::counter& set_pass_failures_;
+  metrics::counter& set_moves_;
+  const set_reconcile_stats* set_stats_ = nullptr;
   // Configuration reloads
   metrics::family<metrics::counter>& config_reloads_;
   metrics::gauge& config_reload_ok_;

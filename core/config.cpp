@@ -48,8 +48,17 @@ constexpr key_info global_keys[] = {
     {"threads", "threads running the event loop (2)", "N"},
     {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
     {"db-pool-size", "PostgreSQL connections (16)", "N"},
+    {"db-prepared-statements",
+     "true: named prepared statements, one parse per connection; false behind PgBouncer in "
+     "transaction mode (true)",
+     "BOOL"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
+    {"currency", "ISO 4217 code of the providers' prices, e.g. USD (needed once a price is set)",
+     "CODE"},
+    {"spend-ceiling-per-hour",
+     "estimated spend per hour, all providers together, above which the spend alert fires",
+     "AMOUNT"},
 };
 
 std::string env_name(std::string_view key) {
@@ -150,10 +159,29 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1000);
     if (!n) return n.error();
     c.db_pool_size = *n;
+  } else if (key == "db-prepared-statements") {
+    if (v != "true" && v != "false") {
+      return fail(errc::bad_config,
+                  "'db-prepared-statements' must be true or false, not '" + v + "'");
+    }
+    c.db_prepared_statements = v == "true";
   } else if (key == "max-connections") {
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
     c.max_connections = *n;
+  } else if (key == "currency") {
+    if (v.size() != 3 || v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {
+      return fail(errc::bad_config,
+                  "'currency' must be an ISO 4217 code of three capital letters, not '" + v + "'");
+    }
+    c.currency = v;
+  } else if (key == "spend-ceiling-per-hour") {
+    if (!valid_decimal(v)) {
+      return fail(
+          errc::bad_config,
+          "'spend-ceiling-per-hour' must be an amount such as 250 or 12.50, not '" + v + "'");
+    }
+    c.spend_ceiling_per_hour = v;
   } else if (key == "log-level") {
     bool ok = false;
     c.log_level = log::parse_level(v, &ok);
@@ -190,8 +218,11 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("threads", a.threads == b.threads);
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
+  note("db-prepared-statements", a.db_prepared_statements == b.db_prepared_statements);
   note("max-connections", a.max_connections == b.max_connections);
   note("log-level", a.log_level == b.log_level);
+  note("currency", a.currency == b.currency);
+  note("spend-ceiling-per-hour", a.spend_ceiling_per_hour == b.spend_ceiling_per_hour);
   return out;
 }
 
@@ -222,6 +253,17 @@ result<void> apply_provider_key(provider_section& p, const std::string& key, con
     auto n = parse_number<std::size_t>(where + "max-reserved-instances", v, 0, 1'000'000);
     if (!n) return n.error();
     p.max_reserved_instances = *n;
+  } else if (key == "standard-price-per-hour" || key == "premium-price-per-hour" ||
+             key == "reserved-price-per-hour") {
+    if (!valid_decimal(v)) {
+      return fail(errc::bad_config, where + "'" + key +
+                                        "' must be a price such as 0.095 (in the currency "
+                                        "of 'currency'), not '" +
+                                        v + "'");
+    }
+    (key == "standard-price-per-hour"  ? p.standard_price_per_hour
+     : key == "premium-price-per-hour" ? p.premium_price_per_hour
+                                       : p.reserved_price_per_hour) = v;
   } else if (key == "max-reservation-duration") {
     auto d = parse_key_duration(where + "max-reservation-duration", v);
     if (!d) return d.error();
@@ -263,6 +305,16 @@ bool valid_provider_name(std::string_view n) {
 }
 
 }  // namespace
+
+bool valid_decimal(std::string_view s) {
+  const auto point = s.find('.');
+  const auto whole = s.substr(0, point);
+  const auto part = point == std::string_view::npos ? std::string_view() : s.substr(point + 1);
+  const auto digits = [](std::string_view d) {
+    return !d.empty() && d.size() <= 9 && d.find_first_not_of("0123456789") == std::string::npos;
+  };
+  return digits(whole) && (point == std::string_view::npos || digits(part));
+}
 
 const provider_section* service_config::provider(std::string_view name) const {
   for (const auto& p : providers)
@@ -406,6 +458,20 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.currency.empty()) {
+    // A price without its currency would be read in whatever currency its reader assumes.
+    if (!cfg.spend_ceiling_per_hour.empty()) {
+      return fail(errc::bad_config, "'spend-ceiling-per-hour' needs 'currency' (e.g. USD)");
+    }
+    for (const auto& p : cfg.providers) {
+      if (!p.standard_price_per_hour.empty() || !p.premium_price_per_hour.empty() ||
+          !p.reserved_price_per_hour.empty()) {
+        return fail(errc::bad_config, "[provider." + p.name +
+                                          "] sets a price: set 'currency' (e.g. USD) at the top "
+                                          "of the file to say which");
+      }
+    }
   }
   return cfg;
 }

@@ -25,6 +25,12 @@ struct provider_section {
   // cancelling), and the longest a reservation may last.
   std::size_t max_reserved_instances = 1000;
   std::chrono::milliseconds max_reservation_duration{std::chrono::hours(24 * 7)};
+  // What an instance-hour costs, in the configuration's currency, for usage reports and the
+  // spend estimate: on demand by instance type, and held in a reservation. Decimal text, kept
+  // as written so that PostgreSQL's numeric arithmetic stays exact; empty: not set.
+  std::string standard_price_per_hour;
+  std::string premium_price_per_hour;
+  std::string reserved_price_per_hour;
   std::map<std::string, std::string> settings;  // every other key of the section, unparsed
 
   bool operator==(const provider_section&) const = default;
@@ -48,8 +54,13 @@ struct service_config {
   unsigned threads = 2;
   unsigned blocking_threads = 2;
   std::size_t db_pool_size = 16;
+  // Off behind a pooler that hands each transaction to any server session (PgBouncer in
+  // transaction mode): every statement is then sent with its text, unnamed.
+  bool db_prepared_statements = true;
   std::size_t max_connections = 10'000;
   log::level log_level = log::level::info;
+  std::string currency;                // ISO 4217 code of every price; empty: no prices set
+  std::string spend_ceiling_per_hour;  // decimal text, for the spend alert; empty: none
   std::string config_file;
   std::vector<provider_section> providers;
 
@@ -74,6 +85,10 @@ using environment_lookup = std::function<std::optional<std::string>(const std::s
 
 // The options of `serve`, as entries of its manual (see actors/manual.hpp).
 [[nodiscard]] std::string config_help();
+
+// A price or an amount of money as the configuration writes it: digits, optionally a point and
+// more digits ("0.095", "12"); at most 9 digits on either side.
+[[nodiscard]] bool valid_decimal(std::string_view s);
 
 // Splits "host:port" or "[v6]:port".
 [[nodiscard]] result<std::pair<std::string, unsigned short>> split_host_port(std::string_view s);

@@ -3,6 +3,7 @@
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
   X(gce)                     \
+  X(azure)                   \
   X(external)
 
 #include "providers/registry.hpp"

@@ -1,6 +1,5 @@
 #include "providers/gce/gce_driver.hpp"
 
-#include "core/backoff.hpp"
 #include "core/log.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -13,8 +12,6 @@ namespace http = net::http;
 
 namespace {
 
-constexpr unsigned max_transient_attempts = 3;
-
 net::client_config client_config_for(const gce_settings& s) {
   net::client_config c;
   c.ca_file = s.ca_file;
@@ -22,19 +19,6 @@ net::client_config client_config_for(const gce_settings& s) {
   c.user_agent = "cloudbrain gce-driver";
   return c;
 }
-
-// Retry-After as delta-seconds (what Google sends); an HTTP date or garbage is no hint.
-std::chrono::milliseconds retry_after_of(const net::client_response& res) {
-  const auto it = res.headers.find(http::field::retry_after);
-  if (it == res.headers.end()) return std::chrono::milliseconds::zero();
-  const auto v = it->value();
-  unsigned seconds = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-  if (ec != std::errc{} || end != v.data() + v.size()) return std::chrono::milliseconds::zero();
-  return std::chrono::seconds(std::min(seconds, 3600u));
-}
-
-bool retryable(const error& e) { return e.is(errc::cloud_transient) || e.is(errc::timeout); }
 
 }  // namespace
 
@@ -46,10 +30,10 @@ gce_driver::gce_driver(gce_settings settings, const driver_context& ctx)
 boost::json::object gce_driver::details() const {
   const auto& t = tokens_.stats();
   return {{"project", settings_.project},
-          {"requests", stats_.requests},
-          {"retried", stats_.retried},
-          {"operation_waits", stats_.operation_waits},
-          {"auth_retries", stats_.auth_retries},
+          {"requests", calls_.requests},
+          {"retried", calls_.retried},
+          {"operation_waits", operation_waits_},
+          {"auth_retries", calls_.auth_retries},
           {"token_source", tokens_.from_metadata_server() ? "metadata" : "service-account key"},
           {"token_fetches", t.fetches},
           {"token_failures", t.failures}};
@@ -57,47 +41,30 @@ boost::json::object gce_driver::details() const {
 
 asio::awaitable<result<net::client_response>> gce_driver::call(http::verb method, std::string url,
                                                                std::string body, deadline dl) {
-  const backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::milliseconds(3000),
-                               std::chrono::milliseconds(50)};
-  bool token_renewed = false;
-  unsigned failures = 0;  // transient ones; a renewed token does not count
-  for (;;) {
-    auto getting = tokens_.token(dl);
-    auto token = co_await std::move(getting);
-    if (!token) co_return token.error();
-
-    co_await pace();
+  std::string token;  // the one the last try was sent with
+  cloud_request_hooks hooks;
+  hooks.pace = [this] { return pace(); };
+  hooks.make = [&](deadline d) -> asio::awaitable<result<net::client_request>> {
+    auto getting = tokens_.token(d);
+    auto got = co_await std::move(getting);
+    if (!got) co_return got.error();
+    token = std::move(*got);
     net::client_request req;
     req.method = method;
     req.url = url;
-    req.headers = {{"Authorization", "Bearer " + *token}, {"Accept", "application/json"}};
+    req.headers = {{"Authorization", "Bearer " + token}, {"Accept", "application/json"}};
     if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
     req.body = body;
-    ++stats_.requests;
-    auto sending = http_.send(std::move(req), dl);
-    auto res = co_await std::move(sending);
-
-    error failure;
-    if (!res) {
-      failure = res.error();
-    } else if (res->status >= 200 && res->status < 300) {
-      co_return std::move(*res);
-    } else if (res->status == 401 && !token_renewed) {
-      // Expired or revoked before we thought: one new token, then the same call again.
-      tokens_.invalidate(*token);
-      token_renewed = true;
-      ++stats_.auth_retries;
-      continue;
-    } else {
-      failure = error_from_response(res->status, res->body);
-      failure.retry_after = retry_after_of(*res);
-    }
-    if (!retryable(failure) || ++failures >= max_transient_attempts) co_return failure;
-    const auto pause = backoff.delay(failures - 1, rng_);
-    if (steady_clock::now() + pause >= dl) co_return failure;
-    ++stats_.retried;
-    co_await sleep_for(pause);
-  }
+    co_return req;
+  };
+  hooks.classify = [](const net::client_response& res) {
+    return error_from_response(res.status, res.body);
+  };
+  // Expired or revoked before we thought: one new token, then the same call again.
+  hooks.on_unauthorized = [&] { tokens_.invalidate(token); };
+  const cloud_request_policy policy;
+  auto sending = send_cloud_request(http_, hooks, policy, dl, calls_, rng_);
+  co_return co_await std::move(sending);
 }
 
 asio::awaitable<result<operation>> gce_driver::wait_for(operation op, const std::string& zone,
@@ -111,7 +78,7 @@ asio::awaitable<result<operation>> gce_driver::wait_for(operation op, const std:
       co_return fail(errc::timeout, "operation " + op.name + " on " + zone + " not done in time");
     }
     const auto started = steady_clock::now();
-    ++stats_.operation_waits;
+    ++operation_waits_;
     auto waiting = call(http::verb::post,
                         api_url(settings_, operation_wait_path(settings_.project, zone, op.name)),
                         std::string(), dl);

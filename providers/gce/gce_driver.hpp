@@ -1,6 +1,7 @@
 #pragma once
 
 #include "net/http_client.hpp"
+#include "providers/cloud_call.hpp"
 #include "providers/driver.hpp"
 #include "providers/gce/settings.hpp"
 #include "providers/gce/token_source.hpp"
@@ -10,13 +11,6 @@
 #include <random>
 
 namespace cloudbrain::providers::gce {
-
-struct gce_driver_stats {
-  std::uint64_t requests = 0;         // requests sent to the compute API
-  std::uint64_t retried = 0;          // of those, repeats after a transient failure
-  std::uint64_t operation_waits = 0;  // operations/{op}/wait calls
-  std::uint64_t auth_retries = 0;     // 401s answered by fetching a new token
-};
 
 // Compute Engine v1 over REST: instances.insert/get/delete/list, zone operations followed to
 // DONE, requestId on every mutation so that a repeated call never does the work twice.
@@ -72,7 +66,8 @@ class gce_driver final : public driver {
   net::http_client http_;
   token_source tokens_;
   std::mt19937_64 rng_{std::random_device{}()};
-  gce_driver_stats stats_;
+  cloud_request_stats calls_;
+  std::uint64_t operation_waits_ = 0;  // operations/{op}/wait calls
 };
 
 }  // namespace cloudbrain::providers::gce

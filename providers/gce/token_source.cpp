@@ -3,10 +3,6 @@
 #include "core/log.hpp"
 #include "providers/gce/wire.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -62,39 +58,29 @@ bool token_source::usable() const {
 asio::awaitable<result<std::string>> token_source::token(deadline dl) {
   const bool usable_now = usable();
   if (usable_now && steady_clock::now() < refresh_at_) co_return cached_->token;
-  if (flight_) {
-    // Someone is fetching already. A token that is still good serves meanwhile; otherwise
-    // wait for that fetch rather than start another.
-    if (usable_now) co_return cached_->token;
-    auto f = flight_;
-    auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, dl);
-    f->waiters.push_back(timer);
-    co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
-    if (!f->outcome) co_return fail(errc::timeout, "no GCE access token before the deadline");
-    if (!*f->outcome) co_return f->outcome->error();
-    co_return f->outcome->value().token;
-  }
+  // Someone is fetching already: a token that is still good serves meanwhile.
+  if (usable_now && flights_.in_flight()) co_return cached_->token;
+  auto refreshing = flights_.run([this, dl] { return refresh(dl); }, dl, "GCE access token");
+  auto refreshed = co_await std::move(refreshing);
+  if (refreshed) co_return refreshed->token;
+  // A refresh ahead of time that failed leaves the current token in use until it expires.
+  if (usable()) co_return cached_->token;
+  co_return refreshed.error();
+}
 
-  auto f = std::make_shared<flight>();
-  flight_ = f;
+asio::awaitable<result<access_token>> token_source::refresh(deadline dl) {
   auto fetching = fetch(dl);
   auto fetched = co_await std::move(fetching);
-  f->outcome = fetched;
-  flight_.reset();
-  for (const auto& t : f->waiters) t->cancel();
-
   if (!fetched) {
     ++stats_.failures;
     log::warn("could not get a GCE access token",
               {{"provider", settings_.name}, {"error", fetched.error().message()}});
-    // A refresh ahead of time that failed leaves the current token in use until it expires.
-    if (usable()) co_return cached_->token;
-    co_return fetched.error();
+    co_return fetched;
   }
   const auto lifetime = fetched->expires_at - system_clock::now();
   refresh_at_ = steady_clock::now() + lifetime - refresh_margin(lifetime);
-  cached_ = std::move(*fetched);
-  co_return cached_->token;
+  cached_ = *fetched;
+  co_return fetched;
 }
 
 asio::awaitable<result<access_token>> token_source::fetch(deadline dl) {

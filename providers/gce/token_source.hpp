@@ -6,9 +6,9 @@
 #include "net/http_client.hpp"
 #include "providers/gce/jwt.hpp"
 #include "providers/gce/settings.hpp"
+#include "providers/single_flight.hpp"
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -43,13 +43,10 @@ class token_source {
   [[nodiscard]] bool from_metadata_server() const { return settings_.credentials.empty(); }
 
  private:
-  struct flight {
-    std::optional<result<access_token>> outcome;
-    std::vector<std::shared_ptr<boost::asio::steady_timer>> waiters;
-  };
-
   // A cached token not about to expire (it may be due for a refresh all the same).
   [[nodiscard]] bool usable() const;
+  // Fetches a token and caches it; one at a time (flights_).
+  boost::asio::awaitable<result<access_token>> refresh(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_with_key(deadline dl);
   boost::asio::awaitable<result<access_token>> fetch_from_metadata(deadline dl);
@@ -61,7 +58,7 @@ class token_source {
   std::optional<service_account_key> key_;
   std::optional<access_token> cached_;
   steady_clock::time_point refresh_at_{};
-  std::shared_ptr<flight> flight_;
+  single_flight<access_token> flights_;
   token_source_stats stats_;
 };
 

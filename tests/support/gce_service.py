@@ -7,18 +7,14 @@ stdlib only.
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import uuid
 
+import gce_fixture
 from cloudbrain_test import ServiceTestCase, wait_until
-from gce_emulator_process import EmulatorProcess
+from emulator_process import EmulatorProcess
+from gce_fixture import FAST, PROJECT, SA_EMAIL  # noqa: F401 (used by the tests)
 
-PROJECT = "cb-gce-test"
 ZONES = ["us-central1-a", "us-central1-b"]
-SA_EMAIL = "cloudbrain-test@cb-gce-test.iam.gserviceaccount.com"
-FAST = {"op_pending_delay": 0.05, "provisioning_delay": 0.1, "staging_delay": 0.1,
-        "stopping_delay": 0.1, "failure_delay": 0.1, "wait_timeout": 1.0}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGCx0d0Ej1kyjFbnP6VyJ5xwMn0R4ZUO6i3u0VJEb2+Q tester@ci"
 
 EMU = None
@@ -45,26 +41,8 @@ def stop_emulator():
 
 
 def make_key_file(email, register=True):
-    """A service-account key file of our own making (RSA key by openssl); with `register`, its
-    public half is given to the emulator, which then checks every JWT signed with it."""
-    pem_path = os.path.join(WORKDIR, "key-%s.pem" % uuid.uuid4().hex)
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                    "-out", pem_path], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "pkey", "-in", pem_path, "-pubout"], check=True,
-                            capture_output=True, text=True).stdout
-    with open(pem_path) as f:
-        private = f.read()
-    kid = uuid.uuid4().hex
-    if register:
-        EMU.control("POST", "keys", {"email": email, "public_key_pem": public, "key_id": kid})
-    key = {"type": "service_account", "project_id": PROJECT, "private_key_id": kid,
-           "private_key": private, "client_email": email, "client_id": "1234567890",
-           "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-           "token_uri": EMU.base + "/token"}
-    path = os.path.join(WORKDIR, "sa-%s.json" % kid)
-    with open(path, "w") as f:
-        json.dump(key, f)
-    return path, private
+    """A service-account key file of our own making; see gce_fixture.make_key_file."""
+    return gce_fixture.make_key_file(EMU, WORKDIR, email, register=register)
 
 
 def gce_section(**extra):

@@ -105,6 +105,42 @@ class CloudbrainCliTest(ServiceTestCase):
         again = self.json("reservations", "cancel", created["id"])
         self.assertEqual(again["state"], "cancelled")
 
+    def test_reservation_set_create_list_and_cancel(self):
+        run = "cli-" + uuid.uuid4().hex[:8]
+        key = "cli-set-" + uuid.uuid4().hex
+        args = ("reservation-sets", "create", "placement=gce:2:premium:zone-b,zone-a",
+                "placement=gce:1", "on_partial=keep", "duration_minutes=45", f"tag.run={run}",
+                f"idempotency_key={key}")
+        created = self.json(*args)
+        self.assertEqual(created["on_partial"], "keep")
+        self.assertEqual([(m["count"], m["instance_type"], m["zones"])
+                          for m in created["reservations"]],
+                         [(2, "premium", ["zone-b", "zone-a"]), (1, "standard", [])])
+        self.assertEqual(self.json(*args)["id"], created["id"], "the key did not replay")
+        wait_until(lambda: self.json("reservation-sets", "get", created["id"])["state"]
+                   == "active", 30, interval=0.2, what="active")
+        listed = self.json("reservation-sets", "list", f"tag.run={run}", "state=active")
+        self.assertEqual([s["id"] for s in listed["reservation_sets"]], [created["id"]])
+        self.assertEqual(self.json("reservation-sets", "cancel", created["id"])["state"],
+                         "cancelling")
+        wait_until(lambda: self.json("reservation-sets", "get", created["id"])["state"]
+                   == "cancelled", 30, interval=0.2, what="cancelled")
+
+    def test_usage_report_as_json_and_csv(self):
+        run = "cli-" + uuid.uuid4().hex[:8]
+        created = self.json("instances", "create", "provider=gce", "image=i", f"tag.run={run}")
+        wait_until(lambda: self.json("instances", "get", created["id"])["state"] == "running",
+                   30, interval=0.2, what="running")
+        report = self.json("usage", f"tag.run={run}", "group_by=provider,tag.run")
+        self.assertEqual([g["group"] for g in report["groups"]],
+                         [{"provider": "gce", "tag.run": run}])
+        self.assertEqual(report["total"]["instances"], 1)
+        text = self.ok("usage", f"tag.run={run}", "group_by=provider", "format=csv").stdout
+        lines = text.strip().splitlines()
+        self.assertEqual(lines[0].split(",")[:3], ["provider", "instances", "reservations"])
+        self.assertEqual(lines[1].split(",")[:2], ["gce", "1"])
+        self.json("instances", "delete", created["id"])
+
     def test_providers_health_and_the_original_scripts_form(self):
         providers = self.json("providers")["providers"]
         self.assertEqual([p["name"] for p in providers], ["gce"])
@@ -152,7 +188,7 @@ class CloudbrainCliTest(ServiceTestCase):
         self.usage_error("--bogus", "providers", mentions=["unknown option '--bogus'"])
 
     def test_bad_input_is_refused_before_any_request(self):
-        before = self.db.count_rows("instances", "reservations")
+        before = self.db.count_rows("instances", "reservations", "reservation_sets")
         cases = [
             (("instances", "get", "not-a-uuid"), "'not-a-uuid' is not an id"),
             (("instances", "get"), "needs exactly one id"),
@@ -170,6 +206,15 @@ class CloudbrainCliTest(ServiceTestCase):
             (("reservations", "create", "provider=gce"), "needs count=..."),
             (("reservations", "cancel-by-tag", "provider=gce"), "at least one tag.KEY=VALUE"),
             (("providers", "extra"), "takes no arguments"),
+            (("reservation-sets", "create", "on_partial=keep"), "at least one placement"),
+            (("reservation-sets", "create", "placement=gce"), "'placement' is PROVIDER:COUNT"),
+            (("reservation-sets", "create", "placement=gce:two"), "'placement' is PROVIDER:COUNT"),
+            (("reservation-sets", "create", "placement=gce:1", "provider=gce"),
+             "unknown reservation-set field 'provider'"),
+            (("reservation-sets", "get", "nope"), "'nope' is not an id"),
+            (("reservation-sets", "list", "provider=gce"), "unknown filter 'provider'"),
+            (("usage", "format=xml"), "format is json or csv"),
+            (("usage", "colour=red"), "unknown filter 'colour'"),
             (("--url", "127.0.0.1:8080", "providers"), "the URL must be"),
         ]
         for args, message in cases:
@@ -177,4 +222,5 @@ class CloudbrainCliTest(ServiceTestCase):
                 self.usage_error(*args, mentions=[message])
         self.usage_error("providers", env={"CLOUDBRAIN_TOKEN": "not-a-token"},
                          mentions=["CLOUDBRAIN_TOKEN is not a token"])
-        self.assertEqual(self.db.count_rows("instances", "reservations"), before)
+        self.assertEqual(self.db.count_rows("instances", "reservations", "reservation_sets"),
+                         before)

@@ -242,6 +242,7 @@ class ExampleConfig(unittest.TestCase):
         self.assertIn("listen 127.0.0.1:8080", r.stdout)
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
+        self.assertIn("azure-prod (azure)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
@@ -264,8 +265,10 @@ class ExampleConfig(unittest.TestCase):
         # The loader names every key a type knows when it meets one it does not.
         shown = self.sections(self.uncommented)
         common = {"type", "zones", "rate-limit", "max-in-flight", "endpoint",
-                  "max-reserved-instances", "max-reservation-duration"}
-        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce")):
+                  "max-reserved-instances", "max-reservation-duration",
+                  "standard-price-per-hour", "premium-price-per-hour", "reserved-price-per-hour"}
+        for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
+                               ("provider.azure-prod", "azure")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
                    "no-such-key = 1\n"
             r = self.check(text)

@@ -1,19 +1,21 @@
-"""The GCE provider end to end: the real `cloudbrain` binary with `type = gce` providers, talking
-Compute Engine v1 REST to the GCE emulator (tests/emulators/gce), which runs as its own process
-and is itself checked against gcloud. Everything is observed from both sides: cloudbrain's API
-and the emulator's state, counters and request log.
+"""What is particular to the GCE provider, end to end: the real `cloudbrain` binary with
+`type = gce` providers, talking Compute Engine v1 REST to the GCE emulator (tests/emulators/gce),
+which runs as its own process and is itself checked against gcloud: what an insert carries,
+Google's quota and image errors, a refused key, an expired token replaced once for every caller,
+throttling within the token bucket's bound, and tokens from the metadata server. What every
+cloud must do (lifecycle, zone fallback, faults, 100 creates, the reconciler, reservations,
+SIGKILLs) is in tests/integration/clouds, run against the GCE emulator through
+tests/support/gce_fixture.py.
 
 stdlib only; tests/run-all.sh provides the binary and the database template.
 """
 import concurrent.futures
 import json
-import time
 import unittest
 import uuid
 
 import gce_service
-from cloudbrain_test import wait_until
-from gce_service import (PROJECT, SA_EMAIL, SSH_KEY, ZONES, GceCase, emu_instances, emu_vm,
+from gce_service import (PROJECT, SA_EMAIL, SSH_KEY, GceCase, emu_instances, emu_vm,
                          gce_section, last_seq, log_since, make_key_file)
 
 
@@ -38,68 +40,18 @@ class InstanceLifecycle(GceCase):
         return {"gce": gce_section(credentials=cls.key_path),
                 "gce-badkey": gce_section(credentials=bad_key_path, zones="us-central1-c")}
 
-    def test_instance_runs_with_the_emulators_address_then_is_deleted(self):
+    def test_the_insert_carries_googles_fields(self):
         inst = self.create(public_ssh_key=SSH_KEY, tags={"team": "infra", "run": "lifecycle"})
-        self.assertEqual(inst["state"], "creating")
-        running = self.wait_running(inst["id"])
+        self.wait_running(inst["id"])
         vm = emu_vm(inst["id"])
         self.assertIsNotNone(vm, "no VM at the emulator")
-        self.assertEqual(vm["status"], "RUNNING")
-        self.assertEqual(running["ip_address"], vm["natIP"])
-        self.assertEqual(running["upstream_id"], vm["id"])
-        self.assertIn(running["zone"], ZONES)
-        self.assertEqual(vm["zone"], running["zone"])
         self.assertEqual(vm["project"], PROJECT)
-        # What the insert carried: machine type, labels, the SSH key the GCE way.
-        self.assertEqual(vm["machineType"], "e2-small")
+        # Labels as Google has them, and the SSH key the GCE way: "ssh-keys" metadata.
         self.assertEqual(vm["labels"]["cloudbrain-instance"], inst["id"])
         self.assertIn("cloudbrain-deployment", vm["labels"])
         self.assertEqual(vm["labels"]["team"], "infra")
-        self.assertEqual(vm["labels"]["run"], "lifecycle")
         self.assertEqual(vm["metadata"]["ssh-keys"], "tester:" + SSH_KEY)
-
-        r = self.service.request("DELETE", "/instances/" + inst["id"])
-        self.assertEqual(r.status, 202, r)
-        self.wait_terminated(inst["id"])
-        self.assertIsNone(emu_vm(inst["id"]), "the VM is still at the emulator")
-        c = EMU.control("GET", "counters")
-        self.assertEqual(c["instances_created"]["cb-" + inst["id"]], 1)
-
-    def test_premium_uses_its_machine_type(self):
-        inst = self.create(instance_type="premium")
-        self.wait_running(inst["id"])
-        self.assertEqual(emu_vm(inst["id"])["machineType"], "n2-standard-4")
-
-    def test_exhausted_zone_falls_back_to_the_next_and_is_then_avoided(self):
-        EMU.control("POST", "capacity", {"zone": ZONES[0], "remaining": 0})
-        try:
-            seq = last_seq()
-            first = self.create(tags={"run": "fallback"})
-            running = self.wait_running(first["id"])
-            self.assertEqual(running["zone"], ZONES[1])
-            self.assertEqual(emu_vm(first["id"])["zone"], ZONES[1])
-            # The next create of that type goes straight to the zone with room.
-            second = self.create(tags={"run": "fallback"})
-            self.assertEqual(self.wait_running(second["id"])["zone"], ZONES[1])
-            inserts = [e for e in log_since(seq) if e["route"] == "instances.insert"]
-            zones = [e["path"].split("/zones/")[1].split("/")[0] for e in inserts]
-            self.assertEqual(zones, [ZONES[0], ZONES[1], ZONES[1]])
-        finally:
-            EMU.control("POST", "capacity", {"zone": ZONES[0], "remaining": None})
-
-    def test_no_zone_with_capacity_is_errored_with_every_zones_reason(self):
-        EMU.control("POST", "capacity", {"zones": ZONES, "remaining": 0})
-        try:
-            inst = self.create(instance_type="premium")
-            errored = self.wait_settled(inst["id"])
-            self.assertEqual(errored["state"], "errored", errored)
-            reason = errored["error_reason"]
-            for z in ZONES:
-                self.assertIn(z, reason)
-            self.assertIn("ZONE_RESOURCE_POOL_EXHAUSTED", reason)
-            self.assertIsNone(emu_vm(inst["id"]))
-        finally:
-            EMU.control("POST", "capacity", {"zones": ZONES, "remaining": None})
+        self.assertEqual(vm["name"], "cb-" + inst["id"])
 
     def test_quota_is_errored_naming_the_quota(self):
         EMU.control("POST", "quota", {"metric": "INSTANCES", "limit": 0, "region": "us-central1"})
@@ -132,32 +84,6 @@ class InstanceLifecycle(GceCase):
             log = f.read()
         self.assertNotIn("PRIVATE KEY", log)
         self.assertNotIn(self.private_key.splitlines()[1], log)
-
-    def test_faults_and_lost_answers_never_double_a_vm(self):
-        run = "faults-" + uuid.uuid4().hex[:8]
-        seq = last_seq()
-        EMU.control("POST", "fail", {"count": 3, "status": 503})
-        EMU.control("POST", "drop", {"count": 3, "when": "after", "method": "POST",
-                                     "path_regex": "/instances$"})
-        EMU.control("POST", "drop", {"count": 2, "when": "before", "reset": True})
-        try:
-            ids = [self.create(tags={"run": run})["id"] for _ in range(12)]
-            for i in ids:
-                self.wait_running(i)
-        finally:
-            EMU.control("DELETE", "faults")
-        vms = [v for v in emu_instances() if v["labels"].get("run") == run]
-        self.assertEqual(sorted(v["name"] for v in vms), sorted("cb-" + i for i in ids))
-        created = EMU.control("GET", "counters")["instances_created"]
-        for i in ids:
-            self.assertEqual(created["cb-" + i], 1)
-        log = log_since(seq)
-        faults = [f for e in log for f in (e.get("fault") or [])]
-        self.assertEqual(faults.count("error"), 3)
-        self.assertEqual(faults.count("drop-after"), 3)
-        self.assertEqual(faults.count("drop"), 2)
-        # The inserts whose answers were lost were sent again with the same requestId.
-        self.assertGreaterEqual(EMU.control("GET", "counters")["dedup_hits"], 3)
 
     def test_expired_token_is_replaced_once_for_all_callers(self):
         first = self.create()
@@ -225,53 +151,6 @@ class ThrottledCloud(GceCase):
         self.assertGreater(self.provider()["rate_limit_waits"], 0)
         vms = [v for v in emu_instances() if v["labels"].get("run") == run]
         self.assertEqual(len(vms), 12)
-
-
-class ManyAtOnce(GceCase):
-    COUNT = 200
-
-    @classmethod
-    def service_providers(cls):
-        key, _ = make_key_file(SA_EMAIL)
-        return {"gce": gce_section(credentials=key, **{"rate-limit": "400",
-                                                        "max-in-flight": "100"})}
-
-    def test_200_concurrent_creates_make_exactly_200_vms_and_deletes_remove_them(self):
-        run = "many-" + uuid.uuid4().hex[:8]
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
-            ids = list(pool.map(lambda _: self.create(tags={"run": run})["id"],
-                                range(self.COUNT)))
-
-        def all_running():
-            r = self.service.request("GET", "/instances?state=running&tag.run=%s&limit=1000" % run)
-            return len(r.json()["instances"]) == self.COUNT
-        wait_until(all_running, 240, interval=0.5, what="%d instances running" % self.COUNT)
-        up = time.monotonic() - started
-        vms = [v for v in emu_instances() if v["labels"].get("run") == run]
-        self.assertEqual(len(vms), self.COUNT)
-        self.assertEqual(sorted(v["name"] for v in vms), sorted("cb-" + i for i in ids))
-        created = EMU.control("GET", "counters")["instances_created"]
-        self.assertEqual([created["cb-" + i] for i in ids], [1] * self.COUNT)
-        addresses = {self.get(i)["ip_address"] for i in ids[:20]}
-        self.assertEqual(len(addresses), 20)
-
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
-            codes = list(pool.map(
-                lambda i: self.service.request("DELETE", "/instances/" + i).status, ids))
-        self.assertEqual(set(codes), {202})
-
-        def all_terminated():
-            r = self.service.request("GET", "/instances?state=terminated&tag.run=%s&limit=1000"
-                                     % run)
-            return len(r.json()["instances"]) == self.COUNT
-        wait_until(all_terminated, 240, interval=0.5, what="%d instances terminated" % self.COUNT)
-        down = time.monotonic() - started
-        wait_until(lambda: not [v for v in emu_instances() if v["labels"].get("run") == run], 30,
-                   what="the emulator to hold none of them")
-        print("\n%d VMs through the GCE emulator: running after %.1fs, terminated after %.1fs"
-              % (self.COUNT, up, down))
 
 
 class MetadataServerAuth(GceCase):

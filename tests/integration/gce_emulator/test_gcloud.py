@@ -30,7 +30,7 @@ import base64
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'support'))
-from gce_emulator_process import EmulatorProcess  # noqa: E402
+from emulator_process import EmulatorProcess  # noqa: E402
 GCLOUD = shutil.which('gcloud') or '/usr/bin/gcloud'
 PROJECT = 'cb-test-project'
 ZONE = 'us-central1-a'

@@ -528,6 +528,95 @@ class ConformanceTest(ServiceTestCase):
         ]
         self.assert_schema_agrees("/reservations", schema, valid, invalid)
 
+    # ---- reservation sets ----------------------------------------------------------------
+
+    def test_reservation_set_answers_match_the_spec(self):
+        run = "oas-" + uuid.uuid4().hex[:8]
+        body = {"placements": [{"provider": "gce", "count": 1, "zones": ["zone-b"]},
+                               {"provider": "gce", "count": 2, "instance_type": "premium"}],
+                "duration_minutes": 60, "tags": {"run": run}}
+        r, created = self.call("POST", "/reservation-sets", "/reservation-sets", body)
+        self.assertEqual((r.status, created["state"]), (201, "pending"), r)
+        self.assertTrue(r.header("Location").endswith("/reservation-sets/" + created["id"]))
+        path = "/reservation-sets/" + created["id"]
+
+        def active():
+            r, reservation_set = self.call("GET", path, "/reservation-sets/{id}")
+            return reservation_set if reservation_set["state"] == "active" else None
+        got = wait_until(active, 30, what="an active reservation set")
+        self.assertEqual([m["state"] for m in got["reservations"]], ["active", "active"])
+        r, member = self.call("GET", "/reservations/" + got["reservations"][0]["id"],
+                              "/reservations/{id}")
+        self.assertEqual(member["set_id"], created["id"])
+        r, page = self.call("GET", f"/reservation-sets?tag.run={run}&state=active",
+                            "/reservation-sets")
+        self.assertEqual([x["id"] for x in page["reservation_sets"]], [created["id"]])
+        r, cancelled = self.call("DELETE", path, "/reservation-sets/{id}")
+        self.assertEqual((r.status, cancelled["state"]), (202, "cancelling"), r)
+        for method, url, template, status in [
+                ("GET", "/reservation-sets?state=booting", "/reservation-sets", 422),
+                ("GET", "/reservation-sets/not-a-uuid", "/reservation-sets/{id}", 404),
+                ("DELETE", f"/reservation-sets/{uuid.uuid4()}", "/reservation-sets/{id}", 404)]:
+            with self.subTest(request=f"{method} {url}"):
+                r, _ = self.call(method, url, template)
+                self.assertEqual(r.status, status, r)
+
+    def test_the_reservation_set_request_schema_agrees_with_the_service(self):
+        schema = {"$ref": "#/components/schemas/ReservationSetRequest"}
+        one = [{"provider": "gce", "count": 1}]
+        base = {"placements": one, "tags": {"suite": "oas-sets"}}
+        valid = [
+            base,
+            dict(base, ends_at=None, duration_minutes=None, on_partial=None, tags=None),
+            dict(base, on_partial="keep", duration_minutes=30),
+            dict(base, placements=[{"provider": "gce", "count": 1, "instance_type": "premium",
+                                    "zones": ["zone-a", "zone-b"]},
+                                   {"provider": "gce", "count": 2, "instance_type": None,
+                                    "zones": None}]),
+        ]
+        invalid = [
+            {"tags": {"suite": "x"}},
+            dict(base, placements=[]),
+            dict(base, placements=one * 21),
+            dict(base, placements=[{"count": 1}]),
+            dict(base, placements=[{"provider": "gce", "count": 0}]),
+            dict(base, placements=[{"provider": "gce", "count": 1, "colour": "red"}]),
+            dict(base, placements=[{"provider": "gce", "count": 1, "zones": []}]),
+            dict(base, placements=[{"provider": "gce", "count": 1, "instance_type": "huge"}]),
+            dict(base, on_partial="sometimes"),
+            dict(base, duration_minutes=0),
+            dict(base, ends_at="2030-01-01T00:00:00Z", duration_minutes=5),
+            dict(base, colour="red"),
+        ]
+        self.assert_schema_agrees("/reservation-sets", schema, valid, invalid)
+
+    # ---- usage -----------------------------------------------------------------------------
+
+    def test_usage_answers_match_the_spec(self):
+        run = "oas-" + uuid.uuid4().hex[:8]
+        created = self.service.request("POST", "/instances", {"provider": "gce", "image": "i",
+                                                              "tags": {"run": run}})
+        self.assertEqual(created.status, 201, created)
+        self.wait_state(created.json()["id"], "running")
+        query = f"/usage?tag.run={run}&group_by=provider,tag.run"
+        r, report = self.call("GET", query, "/usage")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([g["group"] for g in report["groups"]], [{"provider": "gce",
+                                                                   "tag.run": run}])
+        self.assertEqual(report["total"]["instances"], 1)
+        r, text = self.call("GET", query, "/usage", headers={"Accept": "text/csv"})
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(text.startswith("provider,tag.run,instances,"), text)
+        for url, headers, status in [
+                ("/usage", {"Accept": "image/png"}, 406),
+                ("/usage?group_by=colour", {}, 422),
+                ("/usage?from=2030-01-01T00:00:00Z&to=2029-01-01T00:00:00Z", {}, 422),
+                ("/usage?colour=red", {}, 422)]:
+            with self.subTest(request=url):
+                r, _ = self.call("GET", url, "/usage", headers=headers)
+                self.assertEqual(r.status, status, r)
+        self.service.request("DELETE", "/instances/" + created.json()["id"])
+
     def assert_schema_agrees(self, path, schema, valid, invalid):
         for body in valid + invalid:
             expected_valid = body in valid

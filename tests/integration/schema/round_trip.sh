@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency token_roles" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -115,7 +115,7 @@ check_eq "type job_kind has its labels" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "idempotency_keys_created_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_provider_state_idx reservations_tags_idx" \
+  "idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -338,8 +338,14 @@ jobs|a job_state label is missing|alter type job_state rename value 'cancelled' 
 jobs|the unfinished-job index is not unique|drop index jobs_one_unfinished_per_kind_idx; create index jobs_one_unfinished_per_kind_idx on jobs (instance_id, kind) where state in ('queued', 'running')
 jobs|the requeue NOTIFY trigger is missing|drop trigger jobs_notify_requeue on jobs
 jobs|the NOTIFY function is missing|drop function jobs_notify() cascade
+reservation_sets|the unsettled-set index is missing|drop index reservation_sets_unsettled_idx
+reservation_sets|the set event trigger is missing|drop trigger reservation_sets_record_event on reservation_sets
+reservation_sets|set_failed is not a cancel reason|alter table reservations drop constraint reservations_cancel_reason_check
+usage_history|an end-of-life index is missing|drop index reservation_events_ended_at_idx
+statement_triggers|the INSERT event trigger is missing|drop trigger instances_record_inserts on instances
+statement_triggers|the jobs INSERT NOTIFY is per row again|drop trigger jobs_notify_insert on jobs; create trigger jobs_notify_insert after insert on jobs for each row execute function jobs_notify()
 MUTATIONS
-for change in tokens instances instance_events idempotency_keys jobs token_roles; do
+for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history statement_triggers token_roles; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
@@ -373,6 +379,45 @@ check_fails "an idempotency key naming an instance and a reservation is rejected
   "23514.*idempotency_keys_one_resource" idem_r "res-key-2" "'$i1'" "'$r1'"
 check_fails "an idempotency key naming nothing is rejected" \
   "23514.*idempotency_keys_one_resource" idem_r "res-key-3" null null
+echo "# reservation sets"
+s1=00000000-0000-7000-8000-0000000000c1
+check "a set with two members, and a replay record naming it" \
+  q "insert into reservation_sets (id, ends_at, created_by) values ('$s1', now() + interval '1 hour', $tok)" \
+  "insert into reservations (id, provider, instance_type, count, ends_at, set_id, set_index)
+   values ('00000000-0000-7000-8000-0000000000a2', 'east', 'standard', 1, now() + interval '1 hour', '$s1', 0),
+          ('00000000-0000-7000-8000-0000000000a3', 'west', 'standard', 2, now() + interval '1 hour', '$s1', 1)" \
+  "insert into idempotency_keys (token_id, key, request_hash, reservation_set_id, response_status,
+                                 response_body) values ($tok, 'set-key-1', '\\x0102', '$s1', 201, '{}')"
+check_eq "a new set is pending and on_partial is cancel_all" "pending|cancel_all" \
+  "$(q "select state || '|' || on_partial from reservation_sets where id = '$s1'" 2>&1)"
+check_fails "a member names its placement" "23514.*reservations_set_member_check" \
+  q "insert into reservations (id, provider, instance_type, count, ends_at, set_id)
+     values (gen_random_uuid(), 'east', 'standard', 1, now(), '$s1')"
+check_fails "two members cannot be the same placement" "23505.*reservations_set_member_idx" \
+  q "insert into reservations (id, provider, instance_type, count, ends_at, set_id, set_index)
+     values (gen_random_uuid(), 'east', 'standard', 1, now(), '$s1', 1)"
+check_fails "on_partial is cancel_all or keep" "23514.*reservation_sets_on_partial_check" \
+  q "insert into reservation_sets (id, ends_at, on_partial) values (gen_random_uuid(), now(), 'some')"
+check "a member is cancelled because another placement failed" \
+  q "update reservations set state = 'cancelling', cancel_reason = 'set_failed'
+     where id = '00000000-0000-7000-8000-0000000000a2'"
+check_eq "set state changes are recorded with their reason" \
+  "->pending pending>cancelling:placement_failed cancelling>failed:placement 2 failed" \
+  "$(q "update reservation_sets set state = 'cancelling', cancel_reason = 'placement_failed' where id = '$s1'" \
+       "update reservation_sets set state = 'failed', error_reason = 'placement 2 failed' where id = '$s1'" \
+       "select string_agg(coalesce(from_state::text, '-') || '>' || to_state
+                          || coalesce(':' || reason, ''), ' ' order by id)
+          from reservation_set_events where set_id = '$s1'" 2>&1)"
+check_fails "reservation_set_events is append-only" "55000.*reservation_set_events is append-only" \
+  q "delete from reservation_set_events where set_id = '$s1'"
+check "sqitch revert of reservation sets alone" \
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to reservation_idempotency
+check_eq "the members stay as reservations, a set_failed cancel read as requested" "requested" \
+  "$(q "select cancel_reason from reservations where id = '00000000-0000-7000-8000-0000000000a2'" 2>&1)"
+check_eq "the set's replay record is gone" "0" \
+  "$(q "select count(*) from idempotency_keys where key = 'set-key-1'" 2>&1)"
+check "sqitch deploy of reservation sets again" cb_schema_deploy "$DATABASE_URL"
+
 check "sqitch revert of reservations alone (with a reservation job in the queue)" \
   _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to orphan_events
 check_eq "job_kind is back to its two labels" "{create_instance,delete_instance}" \
@@ -401,6 +446,29 @@ check_eq "the triggers work after the round trip" "1|2" \
     "update instances set state = 'starting' where id = '$i1'" \
     "select count(*) || '|' || (select version from instances) from instance_events
         where to_state = 'starting'" 2>&1)"
+
+echo "# a batch: many instances and jobs in one INSERT each"
+b1=00000000-0000-7000-8000-0000000000b1
+b2=00000000-0000-7000-8000-0000000000b2
+b3=00000000-0000-7000-8000-0000000000b3
+check_eq "every instance of one INSERT gets its first event, with the reason set" \
+  "3|3|batch" \
+  "$(q "begin" "select set_config('cloudbrain.event_reason', 'batch', true)" \
+    "insert into instances (id, provider, image, instance_type)
+       select unnest(array['$b1', '$b2', '$b3']::uuid[]), 'fake', 'img', 'standard'" \
+    "commit" \
+    "select count(*) || '|' || count(*) filter (where from_state is null and to_state = 'creating')
+            || '|' || string_agg(distinct reason, ',')
+       from instance_events where instance_id in ('$b1', '$b2', '$b3')" 2>&1 | tail -n 1)"
+notified=$(q "listen cloudbrain_jobs" \
+  "insert into jobs (kind, instance_id, provider, cloud_key)
+     values ('create_instance', '$b1', 'one', 'b1'), ('create_instance', '$b2', 'one', 'b2'),
+            ('create_instance', '$b3', 'two', 'b3')" \
+  "select 1" 2>&1)
+check_eq "one INSERT of three jobs for two providers sends one NOTIFY per provider" \
+  "one two" \
+  "$(grep -o 'cloudbrain_jobs" with payload "[a-z]*"' <<<"$notified" | sed 's/.*payload "//; s/"$//' |
+    sort | xargs)"
 
 summary
 ((failed == 0))

@@ -194,14 +194,23 @@ TEST_F(config_test, flags_override_environment_override_file) {
 
 TEST_F(config_test, every_global_key_from_each_source) {
   const std::map<std::string, std::string> values = {
-      {"listen", "0.0.0.0:1"},        {"admin-listen", "127.0.0.1:9"},
-      {"database-url", "pg://a/b"},   {"deployment", "ci-7"},
-      {"base-url", "https://x.test"}, {"reconcile-interval", "5s"},
-      {"orphan-grace", "2m"},         {"job-lease", "45s"},
-      {"job-max-attempts", "3"},      {"shutdown-timeout", "1500ms"},
-      {"token-cache-ttl", "1m"},      {"threads", "8"},
-      {"blocking-threads", "4"},      {"db-pool-size", "32"},
-      {"max-connections", "500"},     {"log-level", "debug"},
+      {"listen", "0.0.0.0:1"},
+      {"admin-listen", "127.0.0.1:9"},
+      {"database-url", "pg://a/b"},
+      {"deployment", "ci-7"},
+      {"base-url", "https://x.test"},
+      {"reconcile-interval", "5s"},
+      {"orphan-grace", "2m"},
+      {"job-lease", "45s"},
+      {"job-max-attempts", "3"},
+      {"shutdown-timeout", "1500ms"},
+      {"token-cache-ttl", "1m"},
+      {"threads", "8"},
+      {"blocking-threads", "4"},
+      {"db-pool-size", "32"},
+      {"max-connections", "500"},
+      {"log-level", "debug"},
+      {"db-prepared-statements", "false"},
       {"driver-heartbeat", "750ms"},
   };
   auto check = [](const service_config& c) {
@@ -219,6 +228,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.threads, 8u);
     EXPECT_EQ(c.blocking_threads, 4u);
     EXPECT_EQ(c.db_pool_size, 32u);
+    EXPECT_FALSE(c.db_prepared_statements);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
     EXPECT_EQ(c.driver_heartbeat, 750ms);
@@ -343,6 +353,7 @@ TEST_F(config_test, bad_number_is_named) {
   expect_error_naming("threads = 4x\n", "threads");
   expect_error_naming("blocking-threads = 0\n", "blocking-threads");
   expect_error_naming("db-pool-size = 1001\n", "db-pool-size");
+  expect_error_naming("db-prepared-statements = no\n", "db-prepared-statements");
   expect_error_naming("max-connections = 0\n", "max-connections");
   expect_error_naming("job-max-attempts = 1001\n", "job-max-attempts");
   expect_error_naming("job-max-attempts = 2.5\n", "job-max-attempts");
@@ -401,8 +412,67 @@ TEST_F(config_test, bad_provider_values_are_named) {
                       "max-reservation-duration");
   expect_error_naming("[provider.p]\ntype = fake\nmax-reservation-duration = forever\n",
                       "max-reservation-duration");
+  for (const char* price :
+       {"standard-price-per-hour", "premium-price-per-hour", "reserved-price-per-hour"}) {
+    for (const char* bad :
+         {"-1", "free", "1e3", "0.", ".5", "1,50", "10000000000", "0.1234567890"}) {
+      expect_error_naming(
+          std::string("currency = USD\n[provider.p]\ntype = fake\n") + price + " = " + bad + "\n",
+          price);
+    }
+  }
   // ... and the section too.
   expect_error_naming("[provider.p]\ntype = fake\nmax-in-flight = 0\n", "provider.p");
+}
+
+TEST_F(config_test, prices_and_their_currency) {
+  const auto path = write(
+      "database-url = pg://x/y\n"
+      "currency = EUR\n"
+      "spend-ceiling-per-hour = 250.5\n"
+      "[provider.east]\n"
+      "type = fake\n"
+      "standard-price-per-hour = 0.095\n"
+      "premium-price-per-hour = 0.38\n"
+      "reserved-price-per-hour = 0.07\n"
+      "[provider.west]\n"
+      "type = fake\n"
+      "standard-price-per-hour = 12\n");
+  const auto r = load({"--config", path});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->currency, "EUR");
+  EXPECT_EQ(r->spend_ceiling_per_hour, "250.5");
+  const auto* east = r->provider("east");
+  ASSERT_NE(east, nullptr);
+  // Kept as written: PostgreSQL does the arithmetic in exact decimals.
+  EXPECT_EQ(east->standard_price_per_hour, "0.095");
+  EXPECT_EQ(east->premium_price_per_hour, "0.38");
+  EXPECT_EQ(east->reserved_price_per_hour, "0.07");
+  EXPECT_TRUE(east->settings.empty()) << "prices are common keys, not the driver's";
+  const auto* west = r->provider("west");
+  ASSERT_NE(west, nullptr);
+  EXPECT_EQ(west->standard_price_per_hour, "12");
+  EXPECT_EQ(west->premium_price_per_hour, "");
+  EXPECT_EQ(west->reserved_price_per_hour, "");
+}
+
+TEST_F(config_test, a_price_needs_a_currency) {
+  expect_error_naming("[provider.p]\ntype = fake\nstandard-price-per-hour = 0.1\n", "currency");
+  expect_error_naming("[provider.p]\ntype = fake\nreserved-price-per-hour = 0.1\n", "provider.p");
+  expect_error_naming("spend-ceiling-per-hour = 100\n", "currency");
+  expect_error_naming("currency = usd\n", "currency");
+  expect_error_naming("currency = EURO\n", "currency");
+  expect_error_naming("currency = USD\nspend-ceiling-per-hour = lots\n", "spend-ceiling-per-hour");
+}
+
+TEST(valid_decimal, digits_with_an_optional_fraction) {
+  for (const char* good : {"0", "12", "0.095", "123456789.123456789", "007"}) {
+    EXPECT_TRUE(valid_decimal(good)) << good;
+  }
+  for (const char* bad : {"", ".", "1.", ".1", "-1", "+1", "1e3", "1.2.3", " 1", "1 ", "1234567890",
+                          "0.1234567890", "NaN"}) {
+    EXPECT_FALSE(valid_decimal(bad)) << bad;
+  }
 }
 
 TEST_F(config_test, provider_settings_and_zones) {
@@ -532,8 +602,11 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"threads", "7"},
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},
+      {"db-prepared-statements", "false"},
       {"max-connections", "7"},
-      {"log-level", "debug"}};
+      {"log-level", "debug"},
+      {"currency", "EUR"},
+      {"spend-ceiling-per-hour", "7"}};
   std::vector<std::string> in_help;
   const std::string help = config_help();
   for (std::size_t at = help.find("\n    --"); at != std::string::npos;
@@ -547,12 +620,17 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
   std::sort(in_help.begin(), in_help.end());
   EXPECT_EQ(in_help, in_table);
 
-  const auto base = load({"--database-url", "postgresql://here/db"});
+  // A spend ceiling needs a currency: both configurations name one.
+  const auto base = load({"--database-url", "postgresql://here/db", "--currency", "USD"});
   ASSERT_TRUE(base) << base.error().detail;
   EXPECT_TRUE(changed_settings(*base, *base).empty());
   for (const auto& [key, value] : other_value) {
     std::vector<std::string> args{"--database-url", "postgresql://here/db"};
     if (key == "database-url") args.clear();
+    if (key != "currency") {
+      args.push_back("--currency");
+      args.push_back("USD");
+    }
     args.push_back("--" + key);
     args.push_back(value);
     const auto next = load(args);
@@ -576,6 +654,9 @@ TEST(provider_section, equal_only_when_every_key_is) {
   EXPECT_NE(a, b);
   b = a;
   b.zones.push_back("zone-b");
+  EXPECT_NE(a, b);
+  b = a;
+  b.reserved_price_per_hour = "0.5";
   EXPECT_NE(a, b);
 }
 

@@ -1,5 +1,6 @@
-"""The GCE emulator (tests/emulators/gce/gce_emulator.py) as a child process of a test: started
-on port 0 with a port file, told to exit with its parent, stopped by its own PID.
+"""A cloud emulator (tests/emulators/<cloud>/*.py) as a child process of a test: started on port 0
+with a port file, told to exit with its parent, stopped by its own PID. Every emulator takes
+`--port 0 --port-file F --parent-pid P` and serves its control API under /_emulator/.
 
 stdlib only.
 """
@@ -12,15 +13,21 @@ import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
-EMULATOR = os.path.join(REPO, 'tests', 'emulators', 'gce', 'gce_emulator.py')
+GCE_EMULATOR = os.path.join(REPO, 'tests', 'emulators', 'gce', 'gce_emulator.py')
+
+
+def emulator_path(cloud, script):
+    """tests/emulators/<cloud>/<script>."""
+    return os.path.join(REPO, 'tests', 'emulators', cloud, script)
 
 
 class EmulatorProcess:
     """One emulator process, started with port 0 and a port file; stopped by its own PID."""
 
-    def __init__(self, *extra, workdir=None):
+    def __init__(self, *extra, workdir=None, script=GCE_EMULATOR):
         self.extra = list(extra)
-        self.dir = workdir or tempfile.mkdtemp(prefix='gce-emu-')
+        self.script = script
+        self.dir = workdir or tempfile.mkdtemp(prefix='emulator-')
         self.proc = None
         self.port = None
         self.scheme = 'https' if '--tls-cert' in self.extra else 'http'
@@ -31,7 +38,7 @@ class EmulatorProcess:
         if os.path.exists(pf):
             os.remove(pf)
         self.log = open(os.path.join(self.dir, 'emulator.log'), 'ab')
-        self.proc = subprocess.Popen([sys.executable, EMULATOR, '--port', '0', '--port-file', pf,
+        self.proc = subprocess.Popen([sys.executable, self.script, '--port', '0', '--port-file', pf,
                                       '--parent-pid', str(os.getpid())] + self.extra,
                                      stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
@@ -46,6 +53,13 @@ class EmulatorProcess:
                 break
             time.sleep(0.05)
         raise RuntimeError('emulator did not start; see %s/emulator.log' % self.dir)
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, 'emulator.log'), errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,278 @@
+// The /reservation-sets resource: reservations asked for together, across providers.
+#include "actors/api.hpp"
+
+#include "core/uuid.hpp"
+#include "net/problem.hpp"
+
+#include <boost/json/parse.hpp>
+
+#include <charconv>
+#include <map>
+
+namespace cloudbrain {
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace http = net::http;
+
+namespace {
+
+constexpr std::string_view set_states[] = {"pending",   "active",  "partial", "cancelling",
+                                           "cancelled", "expired", "failed"};
+// Placements in one set: enough for every region of every cloud a run may want.
+constexpr std::size_t max_placements = 20;
+
+net::response set_not_found(std::string_view what) {
+  return net::problem(http::status::not_found, "reservation_set_not_found", "Not found",
+                      "no reservation set " + std::string(what));
+}
+
+struct parsed_set {
+  reservation_set_request req;
+  validation v;
+  std::map<std::string, const provider_section*> sections;  // by provider name
+  bool over_cap = false;  // the request asks for more than a cost guard allows
+};
+
+parsed_set parse_set_request(std::string_view body, const provider_registry& providers,
+                             system_clock::time_point now) {
+  parsed_set p;
+  auto& v = p.v;
+  auto& req = p.req;
+  boost::system::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec) {
+    v.code = "malformed_json";
+    v.errors.push_back("the body is not valid JSON: " + ec.message());
+    return p;
+  }
+  if (!doc.is_object()) {
+    v.errors.push_back("the body must be a JSON object");
+    return p;
+  }
+  const auto& o = doc.as_object();
+  static constexpr std::string_view known[] = {"placements", "ends_at", "duration_minutes", "tags",
+                                               "on_partial"};
+  static constexpr std::string_view known_in_placement[] = {"provider", "instance_type", "count",
+                                                            "zones"};
+  for (const auto& [k, val] : o) {
+    if (std::find(std::begin(known), std::end(known), std::string_view(k)) == std::end(known)) {
+      v.code = "unknown_field";
+      v.errors.push_back("unknown field '" + std::string(k) + "'");
+    }
+  }
+
+  std::map<std::string, std::int64_t> asked;  // instances per provider, all placements together
+  const auto* placements = o.if_contains("placements");
+  if (!placements || placements->is_null()) {
+    v.errors.push_back("'placements' is required");
+  } else if (!placements->is_array() || placements->as_array().empty()) {
+    v.errors.push_back("'placements' must be a non-empty array of placements");
+  } else if (placements->as_array().size() > max_placements) {
+    v.errors.push_back("'placements' may hold at most " + std::to_string(max_placements) +
+                       " placements");
+  } else {
+    const auto& list = placements->as_array();
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const std::string where = "placements[" + std::to_string(i) + "]: ";
+      if (!list[i].is_object()) {
+        v.errors.push_back(where + "a placement must be an object");
+        continue;
+      }
+      const auto& po = list[i].as_object();
+      for (const auto& [k, val] : po) {
+        if (std::find(std::begin(known_in_placement), std::end(known_in_placement),
+                      std::string_view(k)) == std::end(known_in_placement)) {
+          v.code = "unknown_field";
+          v.errors.push_back(where + "unknown field '" + std::string(k) + "'");
+        }
+      }
+      auto c = parse_capacity_fields(po, providers, where, v);
+      p.over_cap = p.over_cap || c.over_cap;
+      if (c.section) {
+        p.sections[c.section->name] = c.section;
+        asked[c.section->name] += c.count;
+      }
+      req.placements.push_back(placement{std::move(c.provider), std::move(c.instance_type), c.count,
+                                         std::move(c.zones)});
+    }
+  }
+  // The cost cap counts the placements on a provider together.
+  for (const auto& [name, n] : asked) {
+    const auto* section = p.sections.at(name);
+    if (static_cast<std::uint64_t>(n) > section->max_reserved_instances) {
+      p.over_cap = true;
+      v.errors.push_back("the placements on provider '" + name + "' ask for " + std::to_string(n) +
+                         " reserved instances together, over its cap of " +
+                         std::to_string(section->max_reserved_instances) +
+                         " (max-reserved-instances)");
+    }
+  }
+
+  if (const auto* on_partial = o.if_contains("on_partial"); on_partial && !on_partial->is_null()) {
+    if (!on_partial->is_string() ||
+        (on_partial->as_string() != "cancel_all" && on_partial->as_string() != "keep")) {
+      v.errors.push_back("'on_partial' must be 'cancel_all' or 'keep'");
+    } else {
+      req.on_partial = std::string(on_partial->as_string());
+    }
+  }
+
+  auto end = parse_end_fields(o, now, v);
+  if (!end.given && !p.sections.empty()) {
+    auto longest = std::chrono::milliseconds(default_reservation_duration);
+    for (const auto& [name, section] : p.sections) {
+      longest = std::min(longest, section->max_reservation_duration);
+    }
+    end.at = now + longest;
+  }
+  if (end.at) {
+    bool fits = true;
+    for (const auto& [name, section] : p.sections) {
+      if (*end.at - now > section->max_reservation_duration) {
+        fits = false;
+        p.over_cap = true;
+        v.errors.push_back("the set would last longer than provider '" + name + "''s cap of " +
+                           describe_duration(section->max_reservation_duration) +
+                           " (max-reservation-duration)");
+      }
+    }
+    if (fits) req.ends_at = *end.at;
+  }
+
+  parse_tags(o, v, req.tags);
+  if (p.over_cap && !v.errors.empty() && v.code == "invalid_request") {
+    v.code = "reservation_cap_exceeded";
+  }
+  return p;
+}
+
+}  // namespace
+
+void api::install_reservation_sets(net::router& r) {
+  r.add(http::verb::post, "/reservation-sets", authenticated(&api::create_reservation_set),
+        "reservation_sets.create");
+  r.add(http::verb::get, "/reservation-sets", authenticated(&api::list_reservation_sets),
+        "reservation_sets.list");
+  r.add(http::verb::get, "/reservation-sets/:id", authenticated(&api::get_reservation_set),
+        "reservation_sets.get");
+  r.add(http::verb::delete_, "/reservation-sets/:id", authenticated(&api::cancel_reservation_set),
+        "reservation_sets.cancel");
+}
+
+asio::awaitable<net::response> api::create_reservation_set(net::request_context& ctx,
+                                                           std::int64_t token_id) {
+  if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
+  auto parsed = parse_set_request(ctx.req.body(), providers_, system_clock::now());
+  if (!parsed.v.ok()) co_return invalid(parsed.v);
+  // The route is part of what the key stands for, as for POST /reservations.
+  auto idem = idempotency_of(ctx.req, "POST /reservation-sets\n" + ctx.req.body());
+  if (!idem) co_return invalid_idempotency_key();
+  std::map<std::string, std::size_t> caps;
+  for (const auto& [name, section] : parsed.sections) caps[name] = section->max_reserved_instances;
+  auto creating = sets_.create(parsed.req, token_id, std::move(caps), *idem);
+  auto created = co_await std::move(creating);
+  if (!created) {
+    if (created.error().is(errc::invalid_argument)) {
+      co_return net::problem(http::status::unprocessable_entity, "reservation_cap_exceeded",
+                             "The request is not valid", created.error().detail);
+    }
+    if (created.error().is(errc::precondition_failed)) {
+      co_return net::problem(http::status::unprocessable_entity, "idempotency_key_reused",
+                             "The request is not valid", created.error().detail);
+    }
+    co_return net::problem_from_error(created.error());
+  }
+  auto res = raw_json(http::status::created, std::move(created->body));
+  res.set(http::field::location, base_url_of(ctx) + "/reservation-sets/" + created->id);
+  if (created->replayed) {
+    res.set("Idempotent-Replayed", "true");
+    co_return res;
+  }
+  log::info("reservation set requested", {{"request_id", ctx.request_id},
+                                          {"reservation_set_id", created->id},
+                                          {"placements", parsed.req.placements.size()},
+                                          {"on_partial", parsed.req.on_partial}});
+  co_return res;
+}
+
+asio::awaitable<net::response> api::get_reservation_set(net::request_context& ctx, std::int64_t) {
+  const auto id = uuid::parse(ctx.param("id"));
+  if (!id) co_return set_not_found(ctx.param("id"));
+  auto reading = sets_.get_json(id->str());
+  auto body = co_await std::move(reading);
+  if (!body) {
+    if (body.error().is(errc::not_found)) co_return set_not_found(id->str());
+    co_return net::problem_from_error(body.error());
+  }
+  co_return raw_json(http::status::ok, std::move(*body));
+}
+
+asio::awaitable<net::response> api::list_reservation_sets(net::request_context& ctx, std::int64_t) {
+  reservation_set_filter f;
+  validation v;
+  for (const auto& p : ctx.query) {
+    const std::string key = p.key;
+    const std::string value = p.has_value ? std::string(p.value) : std::string();
+    if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
+      v.errors.push_back("query parameters must not contain NUL characters");
+      continue;
+    }
+    if (key == "state") {
+      if (std::find(std::begin(set_states), std::end(set_states), value) == std::end(set_states)) {
+        v.errors.push_back(
+            "'state' must be one of pending, active, partial, cancelling, cancelled, expired, "
+            "failed; not '" +
+            value.substr(0, 64) + "'");
+      } else {
+        f.state = value;
+      }
+    } else if (key.starts_with("tag.") && key.size() > 4) {
+      f.tags[key.substr(4)] = value;
+    } else if (key == "limit") {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc{} || end != value.data() + value.size() || n < 1 || n > 1000) {
+        v.errors.push_back("'limit' must be a number from 1 to 1000, not '" + value.substr(0, 64) +
+                           "'");
+      } else {
+        f.limit = n;
+      }
+    } else if (key == "after") {
+      f.after = value;
+    } else {
+      v.code = "unknown_parameter";
+      v.errors.push_back("unknown query parameter '" + key.substr(0, 64) + "'");
+    }
+  }
+  if (!v.ok()) co_return invalid(v);
+  auto listing = sets_.list(std::move(f));
+  auto page = co_await std::move(listing);
+  if (!page) {
+    if (page.error().is(errc::invalid_argument)) {
+      v.errors.push_back(page.error().detail);
+      co_return invalid(v);
+    }
+    co_return net::problem_from_error(page.error());
+  }
+  std::string body = "{\"reservation_sets\":" + page->sets_json + ",\"next\":";
+  body += page->next ? "\"" + *page->next + "\"" : std::string("null");
+  body += '}';
+  co_return raw_json(http::status::ok, std::move(body));
+}
+
+asio::awaitable<net::response> api::cancel_reservation_set(net::request_context& ctx,
+                                                           std::int64_t) {
+  const auto id = uuid::parse(ctx.param("id"));
+  if (!id) co_return set_not_found(ctx.param("id"));
+  auto cancelling = sets_.cancel(id->str());
+  auto body = co_await std::move(cancelling);
+  if (!body) {
+    if (body.error().is(errc::not_found)) co_return set_not_found(id->str());
+    co_return net::problem_from_error(body.error());
+  }
+  log::info("reservation set cancel requested",
+            {{"request_id", ctx.request_id}, {"reservation_set_id", id->str()}});
+  co_return raw_json(http::status::accepted, std::move(*body));
+}
+
+}  // namespace cloudbrain
