@@ -618,7 +618,7 @@ parsed<operation_request> operation_from(const json::object& m) {
   auto type = string_field(m, "type");
   if (!type) return type.error();
   const auto op = parse_operation(*type);
-  if (!op) return bad("'" + *type + "' is not an operation");
+  if (!op) return bad("the message's 'type' is not an operation");
   r.op = *op;
   auto id = string_field(m, "id");
   if (!id) return id.error();

@@ -236,6 +236,171 @@ TEST(driver_protocol, malformed_and_unknown_messages_are_refused_with_a_reason) 
             std::string::npos);
 }
 
+// Inputs a peer may send by mistake or on purpose; every one is refused with a reason, none is
+// taken for something else, and none throws.
+TEST(driver_protocol, bad_inputs_are_refused_and_never_taken_for_something_else) {
+  // Not one JSON object: nothing, trailing data, bytes that are not UTF-8, a NUL, nesting
+  // deeper than any message needs, a number where an object should be.
+  for (const std::string& text :
+       {std::string(), std::string("   "), std::string(R"({"type":"ping","id":"1"} {})"),
+        std::string("{\"type\":\"ping\",\"id\":\"\xff\xfe\"}"),
+        std::string("{\"type\":\"ping\",\"id\":\"1\"}\0", 25),
+        std::string(100, '[') + std::string(100, ']'), std::string("42"), std::string("null"),
+        std::string(R"({"type":"ping","id":"1")")}) {
+    const auto m = parse_message(text, sender::driver);
+    EXPECT_FALSE(m) << "taken: " << text;
+  }
+  EXPECT_NE(reason_of(std::string(max_message_bytes + 1, 'x'), sender::hub).find("too big"),
+            std::string::npos);
+
+  // The right fields with the wrong JSON kinds: named, and refused before any reader sees them.
+  EXPECT_NE(reason_of(R"({"type":7,"id":"1"})", sender::driver).find("'type'"), std::string::npos);
+  EXPECT_NE(reason_of(R"({"type":"pong","id":12})", sender::driver).find("'id'"),
+            std::string::npos);
+  EXPECT_NE(reason_of(std::string(R"({"type":"pong","id":")") + std::string(65, 'x') + "\"}",
+                      sender::driver)
+                .find("'id'"),
+            std::string::npos);
+  EXPECT_NE(
+      reason_of(R"({"type":"error","id":"1","error":"capacity"})", sender::driver).find("'error'"),
+      std::string::npos);
+  EXPECT_NE(reason_of(R"({"type":"register","driver":"p","protocol_version":"1",
+                          "capabilities":[],"max_in_flight":1})",
+                      sender::driver)
+                .find("'protocol_version'"),
+            std::string::npos);
+  EXPECT_NE(reason_of(R"({"type":"register","driver":"p","protocol_version":1,
+                          "capabilities":"list","max_in_flight":1})",
+                      sender::driver)
+                .find("'capabilities'"),
+            std::string::npos);
+  // A fraction is not an integer, however whole it looks.
+  EXPECT_NE(reason_of(R"({"type":"register","driver":"p","protocol_version":1,
+                          "capabilities":[],"max_in_flight":2.0})",
+                      sender::driver)
+                .find("'max_in_flight'"),
+            std::string::npos);
+
+  // Numbers out of their range, in the typed readers.
+  const auto operation_reason = [](std::string_view text) {
+    auto m = parse_message(text, sender::hub);
+    if (!m) return m.error().reason;
+    auto op = operation_from(m->fields);
+    EXPECT_FALSE(op) << text;
+    return op ? std::string() : op.error().reason;
+  };
+  const std::string common =
+      R"("id":"op-1","provider":"p","config_version":"c","secret_version":"s")";
+  EXPECT_NE(
+      operation_reason(R"({"type":"get",)" + common + R"(,"deadline_ms":-1,"ref":{"name":"cb-1"}})")
+          .find("'deadline_ms'"),
+      std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"get",)" + common +
+                             R"(,"deadline_ms":18446744073709551615,"ref":{"name":"cb-1"}})")
+                .find("'deadline_ms'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"list",)" + common +
+                             R"(,"deadline_ms":10,"deployment":"d","page_size":0})")
+                .find("'page_size'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"list",)" + common +
+                             R"(,"deadline_ms":10,"deployment":"d","page_size":1001})")
+                .find("'page_size'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"list",)" + common +
+                             R"(,"deadline_ms":10,"deployment":"d","page_size":5,"page_token":3})")
+                .find("'page_token'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"delete",)" + common +
+                             R"(,"deadline_ms":10,"idempotency_key":"","ref":{"name":"cb-1"}})")
+                .find("'idempotency_key'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"delete",)" + common +
+                             R"(,"deadline_ms":10,"idempotency_key":"k","ref":{"name":""}})")
+                .find("'ref.name'"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"create",)" + common +
+                             R"(,"deadline_ms":10,"idempotency_key":"k","spec":{"name":"cb-1"}})")
+                .find("is missing"),
+            std::string::npos);
+  EXPECT_NE(operation_reason(R"({"type":"reserve",)" + common +
+                             R"(,"deadline_ms":10,"idempotency_key":"k","spec":{
+                             "reservation_id":"r","name":"cbr-1","instance_type":"standard",
+                             "zone":"z","count":0,"ends_at":"2026-01-01T00:00:00Z"}})")
+                .find("'count'"),
+            std::string::npos);
+  // A message the hub sends that is not an operation is not read as one, and the reason does
+  // not repeat what it was given.
+  auto not_an_operation = operation_from(object_of(R"({"type":"Hunter2","id":"1"})"));
+  ASSERT_FALSE(not_an_operation);
+  EXPECT_EQ(not_an_operation.error().reason.find("Hunter2"), std::string::npos);
+
+  // What a driver answers with: times, labels, statuses and counts are checked, not trusted.
+  const auto machine_reason = [](std::string_view payload) {
+    auto got = machine_from(json::parse(payload));
+    EXPECT_FALSE(got) << payload;
+    return got ? std::string() : got.error().reason;
+  };
+  EXPECT_NE(machine_reason(R"({"name":"cb-1","status":"running","created_at":"yesterday"})")
+                .find("'created_at'"),
+            std::string::npos);
+  EXPECT_NE(
+      machine_reason(R"({"name":"cb-1","status":"running","created_at":7})").find("'created_at'"),
+      std::string::npos);
+  EXPECT_NE(
+      machine_reason(R"({"name":"cb-1","status":"running","labels":{"team":1}})").find("'labels'"),
+      std::string::npos);
+  EXPECT_NE(
+      machine_reason(R"({"name":"cb-1","status":"running","ip_address":[]})").find("'ip_address'"),
+      std::string::npos);
+  EXPECT_NE(machine_reason(R"({"name":"","status":"running"})").find("'name'"), std::string::npos);
+  EXPECT_NE(machine_reason(R"(["cb-1"])").find("object"), std::string::npos);
+  auto reservation = reservation_from(
+      json::parse(R"({"name":"cbr-1","count":2,"in_use":-1,"status":"ready","labels":{}})"));
+  ASSERT_FALSE(reservation);
+  EXPECT_NE(reservation.error().reason.find("'in_use'"), std::string::npos);
+
+  // A page bigger than the protocol allows, and a next page token that cannot be followed.
+  json::array many;
+  for (std::size_t i = 0; i <= max_page_size; ++i) {
+    many.push_back(json::object{{"name", "cb-" + std::to_string(i)}, {"status", "running"}});
+  }
+  json::object big{{"type", "result"}, {"id", "op-2"}, {"machines", many}};
+  auto too_many = machines_answer(big);
+  ASSERT_FALSE(too_many);
+  EXPECT_NE(too_many.error().reason.find("more than"), std::string::npos);
+  auto loop = machines_answer(
+      object_of(R"({"type":"result","id":"op-2","machines":[],"next_page_token":""})"));
+  ASSERT_FALSE(loop);
+  EXPECT_NE(loop.error().reason.find("'next_page_token'"), std::string::npos);
+  // One bad machine spoils its page: the reconciler never acts on half a listing.
+  auto spoiled = machines_answer(object_of(
+      R"({"type":"result","id":"op-2","machines":[{"name":"a","status":"running"},
+          {"name":"b","status":"melting"}]})"));
+  ASSERT_FALSE(spoiled);
+  EXPECT_NE(spoiled.error().reason.find("'status'"), std::string::npos);
+
+  // An error's retry hint is bounded and an integer.
+  for (const auto* e : {R"({"kind":"throttled","retry_after_ms":-5})",
+                        R"({"kind":"throttled","retry_after_ms":"5"})",
+                        R"({"kind":"throttled","retry_after_ms":3600001})",
+                        R"({"kind":"throttled","retry_after_ms":null})"}) {
+    auto f = failure_from(json::parse(e));
+    ASSERT_FALSE(f) << e;
+    EXPECT_NE(f.error().reason.find("'retry_after_ms'"), std::string::npos) << e;
+  }
+  EXPECT_FALSE(failure_from(json::parse(R"({"message":"no kind"})")));
+  EXPECT_FALSE(failure_from(json::parse(R"("capacity")")));
+
+  // Settings answers: the values must be an object under the answer's own type.
+  EXPECT_FALSE(settings_answer_from(
+      object_of(R"({"type":"secret","id":"1","provider":"p","version":"v","config":{}})")));
+  EXPECT_FALSE(
+      settings_answer_from(object_of(R"({"type":"config","id":"1","provider":"p","config":{}})")));
+  EXPECT_FALSE(settings_answer_from(
+      object_of(R"({"type":"result","id":"1","provider":"p","version":"v","result":{}})")));
+}
+
 TEST(driver_protocol, a_violation_never_repeats_the_value_it_was_about) {
   const std::string secret = "Hunter2-S3cr3t";
   for (const auto& text : {R"({"type":")" + secret + R"(","id":"1"})",
