@@ -3,7 +3,9 @@
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
   X(gce)                     \
+  X(aws)                     \
   X(azure)                   \
+  X(oci)                     \
   X(external)
 
 #include "providers/registry.hpp"

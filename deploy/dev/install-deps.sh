@@ -32,6 +32,8 @@ packages=(
   python3-yaml python3-jsonschema
   # the Python example driver (deploy/drivers/) and the driver protocol tests speak WebSocket
   python3-websockets
+  # the AWS SigV4 signer is checked against botocore's (tests/unit/aws)
+  python3-botocore
   # Go builds the replay of travis-ci/worker's cloudbrain backend (tests/integration/client)
   golang-go
   # the systemd units, the man page and the .deb (systemd-analyze, man -l, cpack, dpkg-shlibdeps)

@@ -539,6 +539,30 @@ TEST_F(config_test, credentials_directory_in_file_values) {
   EXPECT_EQ(settings.at("other"), "$CREDENTIALS_DIRECTORY/${HOME}");
 }
 
+// "@/path": the value is in that file (a secret the configuration file must not hold).
+TEST_F(config_test, a_value_may_name_a_file_with_at) {
+  const std::string dir = dir_.string();
+  env["CREDENTIALS_DIRECTORY"] = dir;
+  std::ofstream(dir + "/phrase") << "correct horse\n";
+  const auto path = write(
+      "[provider.oci]\n"
+      "type = oci\n"
+      "pass-phrase = @${CREDENTIALS_DIRECTORY}/phrase\n"
+      "note = not@/a/file\n");
+  const auto r = load({"--config", path, "--database-url", "pg://x/y"});
+  ASSERT_TRUE(r) << r.error().message();
+  const auto& settings = r->provider("oci")->settings;
+  EXPECT_EQ(settings.at("pass-phrase"), "correct horse");
+  EXPECT_EQ(settings.at("note"), "not@/a/file");
+
+  expect_error_naming("[provider.oci]\ntype = oci\npass-phrase = @/nonexistent/phrase\n",
+                      "'provider.oci.pass-phrase' names the file '/nonexistent/phrase', which "
+                      "cannot be read");
+  std::ofstream(dir + "/big") << std::string(70 * 1024, 'x');
+  expect_error_naming("[provider.oci]\ntype = oci\npass-phrase = @" + dir + "/big\n",
+                      "larger than 64 KiB");
+}
+
 TEST_F(config_test, credentials_directory_unset_is_named) {
   expect_error_naming(
       "[provider.gce]\ntype = gce\ncredentials = ${CREDENTIALS_DIRECTORY}/gce.json\n",
