@@ -2,9 +2,6 @@
 
 #include <boost/json/array.hpp>
 
-#include <fstream>
-#include <sstream>
-
 namespace cloudbrain::providers {
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -15,31 +12,6 @@ namespace {
 // A listing walks at most this many pages, each at most page_size long.
 constexpr std::size_t max_pages = 10'000;
 constexpr std::size_t page_size = 500;
-// A value written @/path: the file's bytes, at most this many.
-constexpr std::size_t max_value_file = 64 * 1024;
-
-result<std::string> value_of(const std::string& section, const std::string& key,
-                             const std::string& value) {
-  if (value.size() < 2 || value[0] != '@' || value[1] != '/') return value;
-  const std::string path = value.substr(1);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(errc::bad_config,
-                "[provider." + section + "] '" + key + "': cannot read the file " + path);
-  }
-  std::string text(max_value_file + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > max_value_file) {
-    return fail(errc::bad_config, "[provider." + section + "] '" + key + "': the file " + path +
-                                      " is bigger than 64 KiB");
-  }
-  // A file written by an editor ends with a newline that is not part of the value.
-  if (!text.empty() && text.back() == '\n') text.pop_back();
-  if (!text.empty() && text.back() == '\r') text.pop_back();
-  return text;
-}
-
 labels with_markers(const labels& tags, const std::string& deployment, const char* key,
                     const std::string& id) {
   labels out = tags;
@@ -121,13 +93,13 @@ result<external_settings> external_settings::from_section(const provider_section
       out.driver = raw;
       continue;
     }
-    auto value = value_of(s.name, key, raw);
-    if (!value) return value.error();
+    // A value written @/path was read by the configuration's loader: this is the file's
+    // content, taken as it is (it is not read again if it starts with @/ itself).
     if (key.rfind("secret.", 0) == 0) {
       if (key.size() == 7) return fail(errc::bad_config, where + "'secret.' names no key");
-      out.secret[key] = std::move(*value);
+      out.secret[key] = raw;
     } else {
-      out.config[key] = std::move(*value);
+      out.config[key] = raw;
     }
   }
   if (out.driver.empty()) {

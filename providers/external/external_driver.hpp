@@ -11,14 +11,14 @@ namespace cloudbrain::providers {
 
 // What an [provider.NAME] section of type external says: the driver that serves it, its zones,
 // and what the driver is handed: `config` (every other key) on get_config, `secret` (the keys
-// starting with "secret.") on get_secret only. Values written `@/path` are read from the file.
+// starting with "secret.") on get_secret only. Values written `@/path` arrive already read (the
+// configuration's loader reads them), and are taken as they are.
 struct external_settings {
   std::string driver;
   std::vector<std::string> zones;
   boost::json::object config;
   boost::json::object secret;
 
-  // May read files (`@/path` values): call it where blocking is allowed (start, reload).
   [[nodiscard]] static result<external_settings> from_section(const provider_section& s);
 };
 

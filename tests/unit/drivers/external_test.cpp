@@ -1,5 +1,6 @@
 #include "providers/external/external_driver.hpp"
 
+#include "core/config.hpp"
 #include "tests/support/co_run.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -42,21 +43,37 @@ TEST(external_settings, splits_configuration_and_secret) {
   EXPECT_EQ(json::serialize(s->secret), R"({"secret.password":"pw"})");
 }
 
-TEST(external_settings, reads_values_from_files) {
-  char path[] = "/tmp/cb-external-test-XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ::close(fd);
-  { std::ofstream(path) << "from-a-file\n"; }
-  auto s = external_settings::from_section(
-      section({{"driver", "pool"}, {"secret.password", std::string("@") + path}}));
-  std::remove(path);
+// A value written @/path is read once, by the configuration's loader: what the file holds goes
+// to the driver as it is, even when it looks like @/path itself.
+TEST(external_settings, a_value_from_a_file_is_read_once) {
+  char dir[] = "/tmp/cb-external-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string password = std::string(dir) + "/password";
+  const std::string conf = std::string(dir) + "/cloudbrain.conf";
+  { std::ofstream(password) << "@/etc/hostname\n"; }
+  {
+    std::ofstream(conf) << "database-url = postgresql://x@127.0.0.1/y\n"
+                           "[provider.lab]\ntype = external\ndriver = pool\nzones = rack-1\n"
+                           "site = lab-1\nsecret.password = @"
+                        << password << "\n";
+  }
+  const auto no_env = [](const std::string&) -> std::optional<std::string> { return {}; };
+  auto cfg = load_config({"--config", conf}, no_env);
+  std::remove(password.c_str());
+  std::remove(conf.c_str());
+  ::rmdir(dir);
+  ASSERT_TRUE(cfg) << cfg.error().message();
+  ASSERT_NE(cfg->provider("lab"), nullptr);
+  auto s = external_settings::from_section(*cfg->provider("lab"));
   ASSERT_TRUE(s) << s.error().message();
-  EXPECT_EQ(s->secret.at("secret.password").as_string(), "from-a-file");
-  auto missing = external_settings::from_section(
+  EXPECT_EQ(s->secret.at("secret.password").as_string(), "@/etc/hostname");
+  EXPECT_EQ(s->config.at("site").as_string(), "lab-1");
+  EXPECT_FALSE(s->config.contains("secret.password"));
+  // A section made some other way keeps its values as they are too.
+  auto direct = external_settings::from_section(
       section({{"driver", "pool"}, {"token", "@/nonexistent/cb-token"}}));
-  ASSERT_FALSE(missing);
-  EXPECT_NE(missing.error().detail.find("'token'"), std::string::npos);
+  ASSERT_TRUE(direct) << direct.error().message();
+  EXPECT_EQ(direct->config.at("token").as_string(), "@/nonexistent/cb-token");
 }
 
 TEST(external_settings, names_what_is_missing_or_wrong) {
