@@ -66,24 +66,50 @@ void api::install_operations(net::router& r) {
       http::verb::get, "/readyz", [this](net::request_context& c) { return readyz(c); }, "readyz");
 }
 
+asio::awaitable<token_check> check_token(authenticator& auth, const net::request& req) {
+  const auto token = presented_token(req);
+  if (!token) co_return unauthorized();
+  const auto parts = parse_token(*token);
+  if (!parts) co_return unauthorized();
+  if (const auto known = auth.cached(*parts)) co_return *known;  // no wait, no actor
+  auto verified = co_await auth.verify(*parts, after(std::chrono::seconds(10)));
+  if (!verified) {
+    if (verified.error().is(errc::unauthorized)) co_return unauthorized();
+    co_return net::problem_from_error(verified.error());
+  }
+  co_return *verified;
+}
+
+net::response role_not_allowed(token_role role, std::string_view what) {
+  return net::problem(
+      http::status::forbidden, "role_not_allowed", "Forbidden",
+      "this token has the " + std::string(to_string(role)) + " role, which " + std::string(what));
+}
+
 net::handler api::authenticated(handler_fn fn) {
   return [this, fn](net::request_context& ctx) -> asio::awaitable<net::response> {
-    const auto token = presented_token(ctx.req);
-    if (!token) co_return unauthorized();
-    const auto parts = parse_token(*token);
-    if (!parts) co_return unauthorized();
-    auto id = auth_.cached(*parts);
-    if (!id) {
-      auto verified = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
-      if (!verified) {
-        if (verified.error().is(errc::unauthorized)) co_return unauthorized();
-        co_return net::problem_from_error(verified.error());
-      }
-      id = *verified;
+    // A remembered token is answered here, without a message to the authenticator or another
+    // coroutine frame; anything else goes through check_token.
+    std::optional<verified_token> token;
+    if (const auto presented = presented_token(ctx.req)) {
+      if (const auto parts = parse_token(*presented)) token = auth_.cached(*parts);
     }
-    auto res = co_await (this->*fn)(ctx, *id);
+    if (!token) {
+      auto checking = check_token(auth_, ctx.req);
+      auto checked = co_await std::move(checking);
+      if (auto* refused = std::get_if<net::response>(&checked)) co_return std::move(*refused);
+      token = std::get<verified_token>(checked);
+    }
+    if (token->role == token_role::driver) {
+      co_return role_not_allowed(token->role,
+                                 "may only connect a driver at /drivers/connect; use a client "
+                                 "token (cloudbrain token create) for the API");
+    }
+    auto res = co_await (this->*fn)(ctx, token->id);
     const auto method = ctx.req.method();
-    if (method != http::verb::get && method != http::verb::head) co_await audit(ctx, *id, res);
+    if (method != http::verb::get && method != http::verb::head) {
+      co_await audit(ctx, token->id, res);
+    }
     co_return res;
   };
 }

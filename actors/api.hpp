@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <map>
+#include <variant>
 
 namespace cloudbrain {
 
@@ -21,6 +22,14 @@ namespace cloudbrain {
 // unless CSV is preferred; none when the header allows neither.
 enum class usage_format { json, csv, none };
 [[nodiscard]] usage_format usage_format_for(std::string_view accept);
+
+// The request's token, checked: the token, or the answer to give instead (401 for a missing or
+// bad token, 503 when tokens cannot be checked now).
+using token_check = std::variant<verified_token, net::response>;
+[[nodiscard]] boost::asio::awaitable<token_check> check_token(authenticator& auth,
+                                                              const net::request& req);
+// 403 role_not_allowed: a good token whose role may not use this resource.
+[[nodiscard]] net::response role_not_allowed(token_role role, std::string_view what);
 
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.

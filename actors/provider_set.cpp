@@ -59,7 +59,7 @@ result<std::vector<std::unique_ptr<providers::driver>>> make_metered_drivers(
 provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
                            instance_store& store, reservation_store& reservations, scheduler& sched,
                            health& status, service_metrics& meter, provider_registry& registry,
-                           blocking_pool& blocking)
+                           blocking_pool& blocking, providers::driver_link* drivers)
     : ex_(std::move(ex)),
       cfg_(cfg),
       running_(cfg),
@@ -69,7 +69,8 @@ provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
       status_(status),
       meter_(meter),
       registry_(registry),
-      blocking_(blocking) {}
+      blocking_(blocking),
+      drivers_(drivers) {}
 
 void provider_set::add(const std::vector<provider_section>& sections,
                        std::vector<std::unique_ptr<providers::driver>> drivers) {
@@ -99,6 +100,19 @@ void provider_set::bring_up(const provider_section& section,
   janitors_.push_back(std::make_unique<reservation_janitor>(
       ex_, actor, reservations_, status_, cfg_.janitor_interval, cfg_.reservation_unused_grace,
       cfg_.orphan_grace));
+  // A driver whose capacity comes and goes (an out-of-tree driver connecting or leaving) wakes
+  // the scheduler, which claims nothing for a provider without capacity, and has the
+  // reconciler and the janitor look again, so that /readyz says what is true now.
+  actor.driver().on_capacity_change(
+      [this, r = reconcilers_.back().get(), j = janitors_.back().get()] {
+        if (!sched_.tell(jobs_available{})) {
+          log::warn("scheduler mailbox full; its tick claims later");
+        }
+        if (started_) {
+          (void)r->tell(reconcile_now{});
+          (void)j->tell(janitor_pass_now{});
+        }
+      });
   if (started_) {
     reconcilers_.back()->start();
     janitors_.back()->start();
@@ -129,7 +143,7 @@ asio::awaitable<reload_report> provider_set::reload(config_reader read) {
   };
   std::vector<provider_section> served;
   for (const auto& a : actors_) served.push_back(a->section());
-  const providers::driver_context ctx{ex_, cfg_.deployment, &blocking_};
+  const providers::driver_context ctx{ex_, cfg_.deployment, &blocking_, drivers_};
 
   auto got = co_await blocking_.run([read = std::move(read), &served, &ctx, this] {
     reading r;

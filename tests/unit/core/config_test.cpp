@@ -211,6 +211,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
       {"max-connections", "500"},
       {"log-level", "debug"},
       {"db-prepared-statements", "false"},
+      {"driver-heartbeat", "750ms"},
   };
   auto check = [](const service_config& c) {
     EXPECT_EQ(c.listen, "0.0.0.0:1");
@@ -230,6 +231,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_FALSE(c.db_prepared_statements);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
+    EXPECT_EQ(c.driver_heartbeat, 750ms);
   };
   {  // flags
     std::vector<std::string> args;
@@ -340,6 +342,7 @@ TEST_F(config_test, bad_duration_is_named) {
   expect_error_naming("job-lease = \n", "job-lease");
   expect_error_naming("shutdown-timeout = 1.5s\n", "shutdown-timeout");
   expect_error_naming("token-cache-ttl = 99999999999d\n", "token-cache-ttl");
+  expect_error_naming("driver-heartbeat = 10ms\n", "driver-heartbeat");
 }
 
 TEST_F(config_test, bad_number_is_named) {
@@ -619,6 +622,7 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"job-max-attempts", "7"},
       {"shutdown-timeout", "7s"},
       {"token-cache-ttl", "7s"},
+      {"driver-heartbeat", "7s"},
       {"threads", "7"},
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},
