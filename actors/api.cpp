@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -53,6 +54,8 @@ void api::install(net::router& r) {
   r.add(http::verb::delete_, "/instances/:id", authenticated(&api::delete_instance),
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
+  r.add(http::verb::get, "/audit", authenticated(&api::read_audit, token_role::admin),
+        "audit.read");
   install_reservations(r);
   install_reservation_sets(r);
   install_usage(r);
@@ -86,8 +89,8 @@ net::response role_not_allowed(token_role role, std::string_view what) {
       "this token has the " + std::string(to_string(role)) + " role, which " + std::string(what));
 }
 
-net::handler api::authenticated(handler_fn fn) {
-  return [this, fn](net::request_context& ctx) -> asio::awaitable<net::response> {
+net::handler api::authenticated(handler_fn fn, token_role needed) {
+  return [this, fn, needed](net::request_context& ctx) -> asio::awaitable<net::response> {
     // A remembered token is answered here, without a message to the authenticator or another
     // coroutine frame; anything else goes through check_token.
     std::optional<verified_token> token;
@@ -104,6 +107,11 @@ net::handler api::authenticated(handler_fn fn) {
       co_return role_not_allowed(token->role,
                                  "may only connect a driver at /drivers/connect; use a client "
                                  "token (cloudbrain token create) for the API");
+    }
+    if (needed == token_role::admin && token->role != token_role::admin) {
+      co_return role_not_allowed(token->role,
+                                 "may not use this administration resource; use an admin token "
+                                 "(cloudbrain token create --role admin)");
     }
     auto res = co_await (this->*fn)(ctx, token->id);
     const auto method = ctx.req.method();
@@ -208,6 +216,50 @@ asio::awaitable<net::response> api::get_instance(net::request_context& ctx, std:
     co_return net::problem_from_error(body.error());
   }
   co_return raw_json(http::status::ok, std::move(*body));
+}
+
+asio::awaitable<net::response> api::read_audit(net::request_context& ctx, std::int64_t) {
+  audit_query q;
+  validation v;
+  const auto number = [&](std::string_view key, std::int64_t low,
+                          std::int64_t high) -> std::optional<std::int64_t> {
+    const auto it = ctx.query.find(key);
+    if (it == ctx.query.end()) return std::nullopt;
+    const std::string text((*it).value);
+    std::int64_t n = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || ptr != text.data() + text.size() || n < low || n > high) {
+      v.errors.push_back("'" + std::string(key) + "' must be a whole number from " +
+                         std::to_string(low) + " to " + std::to_string(high));
+      return std::nullopt;
+    }
+    return n;
+  };
+  constexpr std::int64_t largest = std::numeric_limits<std::int64_t>::max();
+  q.token_id = number("token", 1, largest);
+  q.before = number("before", 1, largest);
+  if (const auto limit = number("limit", 1, 1000)) q.limit = static_cast<std::size_t>(*limit);
+  if (const auto it = ctx.query.find("action"); it != ctx.query.end()) {
+    const std::string action((*it).value);
+    if (action.empty() || action.size() > 64) {
+      v.errors.push_back("'action' must be a route's name such as instances.create");
+    } else {
+      q.action = action;
+    }
+  }
+  for (const auto& p : ctx.query) {
+    const std::string_view key = p.key;
+    if (key != "token" && key != "before" && key != "limit" && key != "action") {
+      v.errors.push_back("unknown parameter '" + std::string(key).substr(0, 64) + "'");
+    }
+  }
+  if (!v.ok()) co_return invalid(v);
+  auto page = co_await audit_.read(q);
+  if (!page) co_return net::problem_from_error(page.error());
+  std::string body = "{\"events\":" + page->events_json + ",\"next_before\":";
+  body += page->next_before ? std::to_string(*page->next_before) : std::string("null");
+  body += '}';
+  co_return raw_json(http::status::ok, std::move(body));
 }
 
 asio::awaitable<net::response> api::list_instances(net::request_context& ctx, std::int64_t) {

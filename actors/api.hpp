@@ -48,7 +48,9 @@ class api {
                                                                     std::int64_t token_id);
   // The handler behind a token; a POST or DELETE it answers is recorded in the audit trail
   // before the answer goes out.
-  [[nodiscard]] net::handler authenticated(handler_fn fn);
+  // `needed`: client routes take client and admin tokens; admin routes only admin tokens; a
+  // driver token is refused on every route.
+  [[nodiscard]] net::handler authenticated(handler_fn fn, token_role needed = token_role::client);
   boost::asio::awaitable<void> audit(const net::request_context& ctx, std::int64_t token_id,
                                      const net::response& res);
   // The sections of the providers served now (a reload may add some).
@@ -61,6 +63,8 @@ class api {
   boost::asio::awaitable<net::response> list_instances(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> list_providers(net::request_context& ctx, std::int64_t);
+  // GET /audit: the audit trail, for admin tokens.
+  boost::asio::awaitable<net::response> read_audit(net::request_context& ctx, std::int64_t);
   // Capacity reservations (api_reservations.cpp).
   void install_reservations(net::router& r);
   boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx, std::int64_t);
