@@ -182,6 +182,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   pg::pool_config pool_cfg;
   pool_cfg.conninfo = cfg->database_url;
   pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.prepared_statements = cfg->db_prepared_statements;
   pool_cfg.query_seconds = meter.db_query_seconds();
   pg::pool pool(ioc.get_executor(), pool_cfg);
   meter.watch(pool);

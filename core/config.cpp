@@ -45,6 +45,10 @@ constexpr key_info global_keys[] = {
     {"threads", "threads running the event loop (2)", "N"},
     {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
     {"db-pool-size", "PostgreSQL connections (16)", "N"},
+    {"db-prepared-statements",
+     "true: named prepared statements, one parse per connection; false behind PgBouncer in "
+     "transaction mode (true)",
+     "BOOL"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
     {"currency", "ISO 4217 code of the providers' prices, e.g. USD (needed once a price is set)",
@@ -144,6 +148,12 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1000);
     if (!n) return n.error();
     c.db_pool_size = *n;
+  } else if (key == "db-prepared-statements") {
+    if (v != "true" && v != "false") {
+      return fail(errc::bad_config,
+                  "'db-prepared-statements' must be true or false, not '" + v + "'");
+    }
+    c.db_prepared_statements = v == "true";
   } else if (key == "max-connections") {
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
@@ -196,6 +206,7 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("threads", a.threads == b.threads);
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
+  note("db-prepared-statements", a.db_prepared_statements == b.db_prepared_statements);
   note("max-connections", a.max_connections == b.max_connections);
   note("log-level", a.log_level == b.log_level);
   note("currency", a.currency == b.currency);

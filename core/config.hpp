@@ -53,6 +53,9 @@ struct service_config {
   unsigned threads = 2;
   unsigned blocking_threads = 2;
   std::size_t db_pool_size = 16;
+  // Off behind a pooler that hands each transaction to any server session (PgBouncer in
+  // transaction mode): every statement is then sent with its text, unnamed.
+  bool db_prepared_statements = true;
   std::size_t max_connections = 10'000;
   log::level log_level = log::level::info;
   std::string currency;                // ISO 4217 code of every price; empty: no prices set

@@ -23,6 +23,10 @@ struct connect_options {
   // how often the server checks, during a long query, whether its client is still there.
   // Zero leaves the server's default (off).
   std::chrono::milliseconds client_connection_check_interval{2000};
+  // Named prepared statements, parsed once per session. Off, a pg::statement is sent with its
+  // text every time, unnamed: what a pooler that moves transactions between server sessions
+  // (PgBouncer in transaction mode) needs.
+  bool prepared_statements = true;
 };
 
 namespace detail {

@@ -207,6 +207,7 @@ awaitable<result<std::unique_ptr<connection>>> connection::open(executor_type st
     co_return fail(errc::internal, "cannot make the database connection non-blocking");
   }
   std::unique_ptr<connection> c(new connection(strand, native.release()));
+  c->prepare_ = options.prepared_statements;
   PQsetNoticeReceiver(c->native_, &connection::on_notice, c.get());
   boost::system::error_code ec;
   c->socket_.assign(PQsocket(c->native_), ec);
@@ -306,6 +307,7 @@ awaitable<result<rows>> connection::do_query(std::string sql, std::vector<param>
 awaitable<result<rows>> connection::do_execute(detail::owned_statement s, time_point deadline) {
   operation_scope scope(*this);
   if (auto e = check_ready(deadline)) co_return *e;
+  if (!prepare_) s.name.clear();
   if (s.name.empty() || !is_prepared(s.name)) {
     // Not prepared here yet: prepare and execute in one round trip.
     const batch_item item = s.view();
@@ -420,7 +422,7 @@ awaitable<result<std::vector<rows>>> connection::run_pipeline(std::span<const ba
     const auto values = param_values(item.params);
     const int count = static_cast<int>(values.size());
     int ok = 0;
-    if (item.name.empty()) {
+    if (item.name.empty() || !prepare_) {
       ok = PQsendQueryParams(native_, sql.c_str(), count, nullptr, values.data(), nullptr, nullptr,
                              0);
     } else {

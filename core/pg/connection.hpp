@@ -174,6 +174,7 @@ class connection {
   bool listening_ = false;
   bool ending_ = false;  // the server said it is ending the session
   bool request_sent_ = false;
+  bool prepare_ = true;  // connect_options::prepared_statements
 };
 
 }  // namespace cloudbrain::pg

@@ -31,6 +31,7 @@ class pool_state : public std::enable_shared_from_this<pool_state> {
     options_.application_name = config_.application_name;
     options_.statement_timeout = config_.statement_timeout;
     options_.client_connection_check_interval = config_.client_connection_check_interval;
+    options_.prepared_statements = config_.prepared_statements;
   }
 
   [[nodiscard]] const pool_config& config() const noexcept { return config_; }

@@ -33,6 +33,8 @@ struct pool_config {
   std::chrono::milliseconds statement_timeout{30000};
   // How soon the server notices that a connection closed at a deadline is gone (see connection).
   std::chrono::milliseconds client_connection_check_interval{2000};
+  // See connect_options::prepared_statements.
+  bool prepared_statements = true;
   // If set, observes each query's (or pipeline's) seconds, waiting for a connection included;
   // it must outlive the pool.
   metrics::histogram* query_seconds = nullptr;

@@ -81,6 +81,36 @@ TEST_F(pg_connection, prepared_statement_is_prepared_once_and_reused) {
   EXPECT_EQ(listed->get_int64(0, "n"), 1);
 }
 
+// Behind PgBouncer in transaction mode a session's prepared statements are not the next
+// transaction's: with prepared_statements off, nothing is prepared and statements still run,
+// in a pipeline too.
+TEST_F(pg_connection, prepared_statements_can_be_turned_off) {
+  connect_options options;
+  options.application_name = unique_name("cb_unprepared");
+  options.prepared_statements = false;
+  auto opened =
+      io_.run([&] { return connection::connect(io_.executor(), url_, in(10s), options); });
+  ASSERT_TRUE(opened) << opened.error().message();
+  auto& c = **opened;
+  const statement add{"cb_add_unprepared", "SELECT $1::int + $2::int AS sum"};
+  for (int i = 0; i < 3; ++i) {
+    const std::array<param, 2> params{to_param(i), to_param(10)};
+    auto r = io_.run([&] { return c.execute(add, params, in(10s)); });
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->get_int64(0, "sum"), i + 10);
+    const std::array<batch_item, 2> items{batch_item(add, params), batch_item(add, params)};
+    auto both = io_.run([&] { return c.pipeline(items, in(10s)); });
+    ASSERT_TRUE(both) << both.error().message();
+    ASSERT_EQ(both->size(), 2u);
+    EXPECT_EQ((*both)[1].get_int64(0, "sum"), i + 10);
+  }
+  EXPECT_FALSE(c.is_prepared("cb_add_unprepared"));
+  auto listed = io_.run(
+      [&] { return c.query("SELECT count(*) AS n FROM pg_prepared_statements", {}, in(10s)); });
+  ASSERT_TRUE(listed) << listed.error().message();
+  EXPECT_EQ(listed->get_int64(0, "n"), 0);
+}
+
 TEST_F(pg_connection, statement_with_bad_sql_is_not_remembered) {
   const statement bad{"cb_bad", "SELEC 1"};
   auto r = io_.run([&] { return conn_->execute(bad, {}, in(10s)); });
