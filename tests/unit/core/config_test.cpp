@@ -194,14 +194,25 @@ TEST_F(config_test, flags_override_environment_override_file) {
 
 TEST_F(config_test, every_global_key_from_each_source) {
   const std::map<std::string, std::string> values = {
-      {"listen", "0.0.0.0:1"},        {"admin-listen", "127.0.0.1:9"},
-      {"database-url", "pg://a/b"},   {"deployment", "ci-7"},
-      {"base-url", "https://x.test"}, {"reconcile-interval", "5s"},
-      {"orphan-grace", "2m"},         {"job-lease", "45s"},
-      {"job-max-attempts", "3"},      {"shutdown-timeout", "1500ms"},
-      {"token-cache-ttl", "1m"},      {"threads", "8"},
-      {"blocking-threads", "4"},      {"db-pool-size", "32"},
-      {"max-connections", "500"},     {"log-level", "debug"},
+      {"listen", "0.0.0.0:1"},
+      {"admin-listen", "127.0.0.1:9"},
+      {"database-url", "pg://a/b"},
+      {"deployment", "ci-7"},
+      {"base-url", "https://x.test"},
+      {"reconcile-interval", "5s"},
+      {"orphan-grace", "2m"},
+      {"job-lease", "45s"},
+      {"job-max-attempts", "3"},
+      {"shutdown-timeout", "1500ms"},
+      {"token-cache-ttl", "1m"},
+      {"threads", "8"},
+      {"blocking-threads", "4"},
+      {"db-pool-size", "32"},
+      {"max-connections", "500"},
+      {"log-level", "debug"},
+      {"database-direct-url", "pg://direct/b"},
+      {"node-name", "node-7"},
+      {"db-prepared-statements", "false"},
   };
   auto check = [](const service_config& c) {
     EXPECT_EQ(c.listen, "0.0.0.0:1");
@@ -220,6 +231,10 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.db_pool_size, 32u);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
+    EXPECT_EQ(c.database_direct_url, "pg://direct/b");
+    EXPECT_EQ(c.direct_url(), "pg://direct/b");
+    EXPECT_EQ(c.node_name, "node-7");
+    EXPECT_FALSE(c.db_prepared_statements);
   };
   {  // flags
     std::vector<std::string> args;
@@ -340,6 +355,7 @@ TEST_F(config_test, bad_number_is_named) {
   expect_error_naming("threads = 4x\n", "threads");
   expect_error_naming("blocking-threads = 0\n", "blocking-threads");
   expect_error_naming("db-pool-size = 1001\n", "db-pool-size");
+  expect_error_naming("db-prepared-statements = no\n", "db-prepared-statements");
   expect_error_naming("max-connections = 0\n", "max-connections");
   expect_error_naming("job-max-attempts = 1001\n", "job-max-attempts");
   expect_error_naming("job-max-attempts = 2.5\n", "job-max-attempts");
@@ -558,6 +574,24 @@ TEST_F(config_test, bad_file_value_hidden_by_flag) {
   EXPECT_EQ(r->threads, 3u);
 }
 
+// The session of LISTEN and the advisory locks defaults to the request path's database; a node
+// name is one word of printable characters.
+TEST_F(config_test, direct_url_and_node_name) {
+  const auto plain = load({"--database-url", "pg://pooled/db"});
+  ASSERT_TRUE(plain) << plain.error().message();
+  EXPECT_EQ(plain->direct_url(), "pg://pooled/db");
+  EXPECT_EQ(plain->node_name, "");
+  const auto direct =
+      load({"--database-url", "pg://pooled/db", "--database-direct-url", "pg://direct/db"});
+  ASSERT_TRUE(direct) << direct.error().message();
+  EXPECT_EQ(direct->direct_url(), "pg://direct/db");
+  for (const char* bad : {"two words", "", "tab\there"}) {
+    const auto r = load({"--database-url", "pg://x/y", std::string("--node-name=") + bad});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().detail.find("node-name"), std::string::npos) << r.error().detail;
+  }
+}
+
 TEST_F(config_test, help_mentions_every_key) {
   const std::string help = config_help();
   for (const char* key :
@@ -574,6 +608,8 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"listen", "127.0.0.1:9999"},
       {"admin-listen", "127.0.0.1:9998"},
       {"database-url", "postgresql://elsewhere/db"},
+      {"database-direct-url", "postgresql://direct/db"},
+      {"node-name", "node-9"},
       {"deployment", "blue"},
       {"base-url", "https://cb.example.com"},
       {"reconcile-interval", "7s"},
@@ -587,6 +623,7 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"threads", "7"},
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},
+      {"db-prepared-statements", "false"},
       {"max-connections", "7"},
       {"log-level", "debug"},
       {"currency", "EUR"},
