@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history cluster" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -334,11 +334,43 @@ reservation_sets|the unsettled-set index is missing|drop index reservation_sets_
 reservation_sets|the set event trigger is missing|drop trigger reservation_sets_record_event on reservation_sets
 reservation_sets|set_failed is not a cancel reason|alter table reservations drop constraint reservations_cancel_reason_check
 usage_history|an end-of-life index is missing|drop index reservation_events_ended_at_idx
+cluster|the revocation NOTIFY trigger is missing|drop trigger tokens_notify_revoked on tokens
+cluster|the pacing function is missing|drop function take_call_slots(text, int, double precision, double precision)
+cluster|the nodes table is missing|drop table nodes
 MUTATIONS
-for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history; do
+for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
+  cluster; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
+
+# ---------------------------------------------------------------------------------------------
+echo "# cluster: call pacing and revocation notices"
+check_eq "a provider's first call slots are granted at once" "2|t" \
+  "$(q "select granted || '|' || (first_in <= 0 and first_in > -5)
+          from take_call_slots('pace-a', 2, 10, 60)" 2>&1)"
+check_eq "the next slot follows those handed out before, spaced" "1|t" \
+  "$(q "select granted || '|' || (first_in between 15 and 20)
+          from take_call_slots('pace-a', 1, 10, 60)" 2>&1)"
+check_eq "a slot further away than the horizon is refused, with when to ask again" "0|t|t" \
+  "$(q "select granted || '|' || (first_in is null) || '|' || (retry_in between 10 and 15)
+          from take_call_slots('pace-a', 1, 10, 15)" 2>&1)"
+check_eq "a pause holds back every node's next slot of that provider" "0|t" \
+  "$(q "select pause_calls('pace-b', 30)" \
+    "select granted || '|' || (retry_in between 25 and 30)
+       from take_call_slots('pace-b', 1, 0.1, 1)" 2>&1 | tail -n 1)"
+check_fails "take_call_slots refuses a spacing of zero" "22023" \
+  q "select take_call_slots('pace-c', 1, 0, 1)"
+check_output "revoking a token notifies cloudbrain_tokens with its id" \
+  'Asynchronous notification "cloudbrain_tokens" with payload "[0-9]+" received' \
+  psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "listen cloudbrain_tokens" \
+  -c "with t as (insert into tokens (description, salt, hash)
+                 values ('notify', decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))
+                 returning id)
+      update tokens set revoked_at = now() where id = (select id from t)" -c "select 1"
+check_eq "a token revoked already notifies nothing more" "1" \
+  "$(psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "listen cloudbrain_tokens" \
+    -c "update tokens set revoked_at = now() where description = 'notify'" -c "select 1" 2>&1)"
 
 # ---------------------------------------------------------------------------------------------
 echo "# reservations"
