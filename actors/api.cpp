@@ -296,6 +296,9 @@ void api::install(net::router& r) {
   r.add(http::verb::delete_, "/instances/:id", authenticated(&api::delete_instance),
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
+  if (cluster_ != nullptr) {
+    r.add(http::verb::get, "/nodes", authenticated(&api::list_nodes), "nodes.list");
+  }
   install_reservations(r);
   install_reservation_sets(r);
   install_usage(r);
@@ -482,8 +485,10 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, std::i
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},
         {"details", s->details},
         {"reconciler", s->reconciler},
-        {"janitor", s->janitor}});
+        {"janitor", s->janitor},
+        {"pacing", s->pacing}});
   }
+  co_await add_leaders(out);
   co_return net::json_response(http::status::ok, json::object{{"providers", std::move(out)}});
 }
 

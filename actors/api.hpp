@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/authenticator.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
@@ -92,6 +93,9 @@ class api {
   void install(net::router& r);
   // Only /livez and /readyz (install() includes them): for the admin listener.
   void install_operations(net::router& r);
+  // The cluster this node belongs to (GET /nodes, the leaders in GET /providers); before
+  // install().
+  void set_cluster(cluster_store& cluster, std::string node_name);
 
  private:
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,
@@ -103,6 +107,10 @@ class api {
   boost::asio::awaitable<net::response> list_instances(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> list_providers(net::request_context& ctx, std::int64_t);
+  // The cluster (api_cluster.cpp).
+  boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx, std::int64_t);
+  // Adds who leads each provider's reconciler and janitor to GET /providers' entries.
+  boost::asio::awaitable<void> add_leaders(boost::json::array& providers);
   // Capacity reservations (api_reservations.cpp).
   void install_reservations(net::router& r);
   boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx, std::int64_t);
@@ -142,6 +150,8 @@ class api {
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it
+  cluster_store* cluster_ = nullptr;
+  std::string node_name_;
 };
 
 }  // namespace cloudbrain

@@ -20,7 +20,10 @@ struct auth_verified {  // a slow verification finished (internal)
   std::array<std::uint8_t, 32> digest;
   result<bool> outcome;
 };
-using auth_message = std::variant<auth_verify, auth_verified>;
+struct auth_revoked {  // a node heard that this token was revoked (NOTIFY cloudbrain_tokens)
+  std::int64_t id;
+};
+using auth_message = std::variant<auth_verify, auth_verified, auth_revoked>;
 
 // Checks API tokens. A verified token is remembered by the SHA-256 of its secret, so scrypt is
 // paid once per token rather than per request; every two seconds the remembered ids are
@@ -34,6 +37,10 @@ class authenticator : public actor<authenticator, auth_message> {
   void start();
   void handle(auth_message&& m);
   void on_restart();
+
+  // Forgets a token at once (its revocation was announced); the periodic check is the backstop
+  // when the announcement is lost.
+  void forget(std::int64_t id);
 
   // The token's id, or unauthorized / db_unavailable / overloaded.
   boost::asio::awaitable<result<std::int64_t>> verify(const token_parts& t, deadline dl);

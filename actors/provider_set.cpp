@@ -59,7 +59,7 @@ result<std::vector<std::unique_ptr<providers::driver>>> make_metered_drivers(
 provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
                            instance_store& store, reservation_store& reservations, scheduler& sched,
                            health& status, service_metrics& meter, provider_registry& registry,
-                           blocking_pool& blocking)
+                           blocking_pool& blocking, cluster_node& cluster)
     : ex_(std::move(ex)),
       cfg_(cfg),
       running_(cfg),
@@ -69,7 +69,8 @@ provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
       status_(status),
       meter_(meter),
       registry_(registry),
-      blocking_(blocking) {}
+      blocking_(blocking),
+      cluster_(cluster) {}
 
 void provider_set::add(const std::vector<provider_section>& sections,
                        std::vector<std::unique_ptr<providers::driver>> drivers) {
@@ -94,11 +95,22 @@ void provider_set::bring_up(const provider_section& section,
   } else {
     sched_.add_provider(actor);
   }
-  reconcilers_.push_back(std::make_unique<reconciler>(ex_, actor, store_, status_,
+  auto reconciling = std::make_unique<leadership>(section.name, "reconciler");
+  auto janitoring = std::make_unique<leadership>(section.name, "janitor");
+  reconcilers_.push_back(std::make_unique<reconciler>(ex_, actor, store_, status_, *reconciling,
                                                       cfg_.reconcile_interval, cfg_.orphan_grace));
   janitors_.push_back(std::make_unique<reservation_janitor>(
-      ex_, actor, reservations_, status_, cfg_.janitor_interval, cfg_.reservation_unused_grace,
-      cfg_.orphan_grace));
+      ex_, actor, reservations_, status_, *janitoring, cfg_.janitor_interval,
+      cfg_.reservation_unused_grace, cfg_.orphan_grace));
+  // Won the role: the first pass at once, as the node before would have gone on.
+  reconciling->on_gained([r = reconcilers_.back().get()] { (void)r->tell(reconcile_now{}); });
+  janitoring->on_gained([j = janitors_.back().get()] { (void)j->tell(janitor_pass_now{}); });
+  cluster_.offer({reconciling.get(), janitoring.get()});
+  {
+    const std::lock_guard lock(roles_mutex_);
+    roles_.push_back(std::move(reconciling));
+    roles_.push_back(std::move(janitoring));
+  }
   if (started_) {
     reconcilers_.back()->start();
     janitors_.back()->start();
@@ -111,6 +123,14 @@ void provider_set::start() {
   started_ = true;
   for (auto& r : reconcilers_) r->start();
   for (auto& j : janitors_) j->start();
+}
+
+std::vector<const leadership*> provider_set::roles() const {
+  const std::lock_guard lock(roles_mutex_);
+  std::vector<const leadership*> out;
+  out.reserve(roles_.size());
+  for (const auto& r : roles_) out.push_back(r.get());
+  return out;
 }
 
 void provider_set::close() {

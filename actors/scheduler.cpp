@@ -79,7 +79,7 @@ asio::awaitable<void> scheduler::claim(std::string provider) {
   for (;;) {
     const std::size_t room = s.capacity > s.in_flight ? s.capacity - s.in_flight : 0;
     if (room == 0 || draining_) break;
-    auto jobs = co_await store_.claim(provider, room, lease_);
+    auto jobs = co_await store_.claim(provider, room, lease_, s.capacity);
     if (!jobs) {
       log::warn(
           "claiming jobs failed",

@@ -2,6 +2,8 @@
 
 #include "actors/api.hpp"
 #include "actors/authenticator.hpp"
+#include "actors/cluster_node.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/manual.hpp"
@@ -89,6 +91,23 @@ asio::awaitable<result<void>> wait_for_database(pg::pool& pool, std::chrono::sec
   }
 }
 
+std::string host_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "localhost";
+  return host;
+}
+
+// How the cluster names this process, and where it serves: `listen`, with the host name for a
+// wildcard address.
+node_identity identify_node(const service_config& cfg, const asio::ip::tcp::endpoint& listen) {
+  std::string address = cfg.listen;
+  if (listen.address().is_unspecified()) {
+    address = host_name() + ":" + std::to_string(listen.port());
+  }
+  return node_identity{cfg.node_name.empty() ? address : cfg.node_name, CLOUDBRAIN_VERSION,
+                       address};
+}
+
 std::int64_t monotonic_usec() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -158,6 +177,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     if (!admin_listen) return 2;
   }
 
+  const node_identity me = identify_node(*cfg, *listen);
+  if (mode == serve_mode::serve) log::set_node(me.name);
+
   asio::io_context ioc(static_cast<int>(cfg->threads));
   blocking_pool blocking(cfg->blocking_threads);
   health status;
@@ -194,15 +216,22 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
   meter.watch(set_reconciler.stats());
   authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
-  scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
+  cluster_node cluster(ioc.get_executor(), cfg->direct_url(), me, status,
+                       [&auth](std::int64_t token_id) { auth.forget(token_id); });
+  cluster_store cluster_view(pool, cluster.timing().lost_after);
+  meter.watch(cluster, cluster_view);
+  // LISTEN needs a session of its own: the direct connection.
+  scheduler sched(ioc.get_executor(), store, cfg->direct_url(), cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
   provider_registry registry;
   provider_set served(ioc.get_executor(), *cfg, store, reservations, sched, status, meter, registry,
-                      blocking);
+                      blocking, cluster);
   served.add(cfg->providers, std::move(*drivers));
+  meter.watch_roles([&served] { return served.roles(); });
 
   auto routes = std::make_shared<net::router>();
   api http_api(*cfg, store, reservations, sets, auth, status, registry);
+  http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
@@ -249,6 +278,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     status.set_draining();
     served.close();
     set_reconciler.close();
+    // The roles first, so that another node takes them over at once.
+    co_await cluster.leave(after(std::chrono::seconds(3)));
     const auto dl = after(cfg->shutdown_timeout);
     co_await server.shutdown(dl);
     co_await sched.drain(dl);
@@ -296,6 +327,13 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
           co_return;
         }
         status.set_schema_ok(true);
+        if (auto joined = co_await cluster.join(after(std::chrono::seconds(15))); !joined) {
+          std::cerr << "cloudbrain serve: cannot join the cluster as node '" << me.name
+                    << "': " << joined.error().message() << "\n";
+          exit_code = 1;
+          ioc.stop();
+          co_return;
+        }
         if (auto started = server.start(); !started) {
           std::cerr << "cloudbrain serve: " << started.error().detail << "\n";
           exit_code = 1;
@@ -311,6 +349,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
           }
         }
         auth.start();
+        cluster.start();
         sched.start();
         served.start();
         set_reconciler.start();
@@ -331,7 +370,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         log::info("cloudbrain ready",
                   {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
                    {"providers", served.size()},
-                   {"owner", owner}});
+                   {"owner", owner},
+                   {"node", me.name},
+                   {"address", me.address}});
         for (;;) {
           auto [sig_ec, sig] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
           if (sig_ec) co_return;

@@ -22,6 +22,6 @@ int run_usage_command(const std::vector<std::string>& args);
 [[nodiscard]] std::string take_database_url(std::vector<std::string>& args);
 
 // The name of the last schema change this binary needs (see schema/sqitch.plan).
-inline constexpr const char* required_schema_change = "usage_history";
+inline constexpr const char* required_schema_change = "cluster";
 
 }  // namespace cloudbrain

@@ -635,6 +635,11 @@ class ConformanceTest(ServiceTestCase):
     def test_providers_and_probes_match_the_spec(self):
         r, listing = self.call("GET", "/providers", "/providers")
         self.assertEqual([p["name"] for p in listing["providers"]], ["gce"])
+        wait_until(lambda: self.call("GET", "/providers", "/providers")[1]["providers"][0]
+                   ["reconciler"]["leader"], 15, what="a reconciler leader in /providers")
+        r, nodes = self.call("GET", "/nodes", "/nodes")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([n["state"] for n in nodes["nodes"]], ["live"])
         for path in ("/livez", "/readyz"):
             with self.subTest(path=path):
                 r, body = self.call("GET", path, path, auth=False)
