@@ -318,6 +318,7 @@ net::handler api::authenticated(handler_fn fn) {
     if (!token) co_return unauthorized();
     const auto parts = parse_token(*token);
     if (!parts) co_return unauthorized();
+    if (const auto known = auth_.cached(*parts)) co_return co_await (this->*fn)(ctx, *known);
     auto id = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
     if (!id) {
       if (id.error().is(errc::unauthorized)) co_return unauthorized();

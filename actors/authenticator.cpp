@@ -11,6 +11,18 @@ namespace asio = boost::asio;
 
 namespace {
 
+// Every map published by any authenticator has its own number, so a thread's copy is never
+// mistaken for a newer one.
+std::atomic<std::uint64_t> next_published_version{1};
+
+// A thread's reference to the map it read last, kept until a newer one is published.
+struct published_view {
+  const void* owner = nullptr;
+  std::uint64_t version = 0;
+  std::shared_ptr<const void> map;
+};
+thread_local published_view last_read;
+
 // PostgreSQL's text form of bytea: "\x" followed by hex.
 std::optional<std::string> bytea(std::string_view text) {
   if (text.size() < 2 || text[0] != '\\' || text[1] != 'x') return std::nullopt;
@@ -33,10 +45,47 @@ authenticator::authenticator(asio::any_io_executor ex, pg::pool& pool, blocking_
       ttl_(ttl),
       dummy_salt_(generate_token_salt()) {}
 
-void authenticator::start() { spawn(confirm_loop(), "confirm_loop"); }
+void authenticator::start() {
+  publish();
+  spawn(confirm_loop(), "confirm_loop");
+}
+
+void authenticator::publish() {
+  auto map = std::make_shared<const entry_map>(cache_);
+  const std::lock_guard lock(published_mutex_);
+  published_ = std::move(map);
+  published_version_.store(next_published_version.fetch_add(1), std::memory_order_release);
+}
+
+bool authenticator::fresh(const entry& e, const std::array<std::uint8_t, 32>& digest,
+                          steady_clock::time_point now) const {
+  const steady_clock::time_point confirmed{
+      steady_clock::duration(e.confirmed_at.load(std::memory_order_relaxed))};
+  return now - e.verified_at < ttl_ && now - confirmed < confirm_within &&
+         constant_time_equal(e.digest.data(), digest.data(), digest.size());
+}
+
+std::optional<std::int64_t> authenticator::cached(const token_parts& t) const {
+  const std::uint64_t version = published_version_.load(std::memory_order_acquire);
+  if (version == 0) return std::nullopt;  // not started
+  if (last_read.owner != this || last_read.version != version) {
+    const std::lock_guard lock(published_mutex_);
+    last_read.owner = this;
+    last_read.version = published_version_.load(std::memory_order_relaxed);
+    last_read.map = published_;
+  }
+  const auto& map = *static_cast<const entry_map*>(last_read.map.get());
+  const auto it = map.find(t.id);
+  if (it == map.end()) return std::nullopt;
+  const auto digest = sha256(t.secret.data(), t.secret.size());
+  if (!fresh(*it->second, digest, steady_clock::now())) return std::nullopt;
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return t.id;
+}
 
 void authenticator::on_restart() {
   cache_.clear();
+  publish();
   for (auto& [k, replies] : waiting_) {
     for (auto& r : replies) r(fail(errc::internal, "token check failed"));
   }
@@ -63,12 +112,13 @@ void authenticator::handle(auth_message&& m) {
   std::visit(
       [this](auto&& msg) {
         using T = std::decay_t<decltype(msg)>;
-        if constexpr (std::is_same_v<T, auth_verify>)
+        if constexpr (std::is_same_v<T, auth_verify>) {
           on_verify(std::move(msg));
-        else if constexpr (std::is_same_v<T, auth_revoked>)
-          cache_.erase(msg.id);
-        else
+        } else if constexpr (std::is_same_v<T, auth_revoked>) {
+          if (cache_.erase(msg.id) > 0) publish();
+        } else {
           on_verified(std::move(msg));
+        }
       },
       std::move(m));
 }
@@ -77,9 +127,7 @@ void authenticator::on_verify(auth_verify&& v) {
   const auto digest = sha256(v.token.secret.data(), v.token.secret.size());
   const auto now = steady_clock::now();
   if (auto it = cache_.find(v.token.id); it != cache_.end()) {
-    const entry& e = it->second;
-    if (now - e.verified_at < ttl_ && now - e.confirmed_at < confirm_within &&
-        constant_time_equal(e.digest.data(), digest.data(), digest.size())) {
+    if (fresh(*it->second, digest, now)) {
       hits_.fetch_add(1, std::memory_order_relaxed);
       v.reply(v.token.id);
       return;
@@ -136,8 +184,8 @@ void authenticator::on_verified(auth_verified&& v) {
   const key k{v.id, v.digest};
   auto it = waiting_.find(k);
   if (v.outcome && *v.outcome) {
-    const auto now = steady_clock::now();
-    cache_[v.id] = entry{v.digest, now, now};
+    cache_[v.id] = std::make_shared<entry>(v.digest, steady_clock::now());
+    publish();
   }
   if (it == waiting_.end()) return;
   for (auto& r : it->second) {
@@ -177,15 +225,19 @@ asio::awaitable<void> authenticator::confirm_loop() {
       still[std::stoll(std::string(live->text(r, 0)))] = true;
     }
     // Only the ids that were asked about: others were added while the query ran.
+    bool dropped = false;
     for (const auto id : asked) {
       auto it = cache_.find(id);
       if (it == cache_.end()) continue;
       if (still.contains(id)) {
-        it->second.confirmed_at = std::max(it->second.confirmed_at, asked_at);
+        auto& confirmed = it->second->confirmed_at;
+        confirmed.store(std::max(confirmed.load(), asked_at.time_since_epoch().count()));
       } else {
         cache_.erase(it);
+        dropped = true;
       }
     }
+    if (dropped) publish();
   }
 }
 

@@ -5,6 +5,10 @@
 #include "core/pg/pool.hpp"
 #include "core/token.hpp"
 
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -29,6 +33,10 @@ using auth_message = std::variant<auth_verify, auth_verified, auth_revoked>;
 // paid once per token rather than per request; every two seconds the remembered ids are
 // checked against PostgreSQL, so a revoked token stops working within five seconds. Unknown
 // ids cost a full scrypt too, so the answer's timing does not tell whether an id exists.
+//
+// The remembered tokens are also published as an immutable map that any thread reads without
+// a lock (cached()): the actor replaces it whole when a token is added or dropped, and moves
+// an entry's confirmation time forward in place.
 class authenticator : public actor<authenticator, auth_message> {
  public:
   authenticator(boost::asio::any_io_executor ex, pg::pool& pool, blocking_pool& blocking,
@@ -44,16 +52,23 @@ class authenticator : public actor<authenticator, auth_message> {
 
   // The token's id, or unauthorized / db_unavailable / overloaded.
   boost::asio::awaitable<result<std::int64_t>> verify(const token_parts& t, deadline dl);
+  // The token's id if it is remembered and was confirmed lately; nullopt means ask verify().
+  // Any thread, no lock, no wait.
+  [[nodiscard]] std::optional<std::int64_t> cached(const token_parts& t) const;
 
   [[nodiscard]] std::uint64_t cache_hits() const { return hits_.load(); }
   [[nodiscard]] std::uint64_t cache_misses() const { return misses_.load(); }
 
  private:
   struct entry {
-    std::array<std::uint8_t, 32> digest;
-    steady_clock::time_point verified_at;
-    steady_clock::time_point confirmed_at;
+    entry(const std::array<std::uint8_t, 32>& d, steady_clock::time_point at)
+        : digest(d), verified_at(at), confirmed_at(at.time_since_epoch().count()) {}
+    const std::array<std::uint8_t, 32> digest;
+    const steady_clock::time_point verified_at;
+    // Moved forward by the confirm loop while readers look at it.
+    std::atomic<steady_clock::rep> confirmed_at;
   };
+  using entry_map = std::unordered_map<std::int64_t, std::shared_ptr<entry>>;
   struct key {
     std::int64_t id;
     std::array<std::uint8_t, 32> digest;
@@ -63,6 +78,10 @@ class authenticator : public actor<authenticator, auth_message> {
     std::size_t operator()(const key& k) const noexcept;
   };
 
+  [[nodiscard]] bool fresh(const entry& e, const std::array<std::uint8_t, 32>& digest,
+                           steady_clock::time_point now) const;
+  // On the strand, after cache_ changed: readers see the new map from their next request.
+  void publish();
   void on_verify(auth_verify&& v);
   void on_verified(auth_verified&& v);
   boost::asio::awaitable<void> verify_slowly(token_parts t, std::array<std::uint8_t, 32> digest);
@@ -71,10 +90,13 @@ class authenticator : public actor<authenticator, auth_message> {
   pg::pool& pool_;
   blocking_pool& blocking_;
   std::chrono::milliseconds ttl_;
-  std::unordered_map<std::int64_t, entry> cache_;
+  entry_map cache_;                     // on the strand
+  mutable std::mutex published_mutex_;  // held only to swap or take a reference
+  std::shared_ptr<const entry_map> published_;
+  std::atomic<std::uint64_t> published_version_{0};
   std::unordered_map<key, std::vector<reply_to<std::int64_t>>, key_hash> waiting_;
   token_salt dummy_salt_;
-  std::atomic<std::uint64_t> hits_{0};
+  mutable std::atomic<std::uint64_t> hits_{0};
   std::atomic<std::uint64_t> misses_{0};
   static constexpr std::size_t max_slow_verifications = 64;
   static constexpr std::chrono::seconds confirm_every{2};

@@ -1,10 +1,15 @@
 #include "actors/instance_store.hpp"
 
 #include "core/encoding.hpp"
+#include "core/log.hpp"
 #include "core/uuid.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <array>
+#include <unordered_map>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -53,18 +58,94 @@ k AS (
   RETURNING 1)
 SELECT b, (SELECT count(*) FROM j), (SELECT count(*) FROM k) FROM body)");
 
-const std::string get_sql =
-    sql_with_json("SELECT ", "::text FROM instances i WHERE i.id = $1::uuid");
+// Group commit: the creates of a batch, as arrays, in one statement. An Idempotency-Key that is
+// taken already (or twice in the batch) leaves its create out; its caller replays the first
+// answer. Keys are inserted in order, so that two batches holding the same keys cannot
+// deadlock. The instances' JSON is the service's to write: they are as the request said, with
+// the transaction's timestamp, returned once per row.
+const char* const create_batch_sql = R"(
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::jsonb[], $8::bigint[], $9::text[], $10::text[])
+    AS t(id, provider, image, instance_type, public_ssh_key, zone, tags, created_by, key, hash)),
+stamp AS (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at),
+k AS (
+  INSERT INTO idempotency_keys (token_id, key, request_hash, instance_id, response_status,
+                                response_body)
+  SELECT t.created_by, t.key, decode(t.hash, 'hex'), t.id, 201,
+         jsonb_build_object('id', t.id, 'provider', t.provider, 'image', t.image,
+                            'instance_type', t.instance_type, 'public_ssh_key', t.public_ssh_key,
+                            'zone', t.zone, 'reservation_id', NULL::uuid, 'tags', t.tags,
+                            'ip_address', NULL::text, 'upstream_id', NULL::text,
+                            'state', 'creating', 'error_reason', NULL::text,
+                            'created_at', s.at, 'updated_at', s.at)
+  FROM input t, stamp s WHERE t.key IS NOT NULL
+  ORDER BY t.created_by, t.key
+  ON CONFLICT (token_id, key) DO NOTHING
+  RETURNING instance_id),
+ins AS (
+  INSERT INTO instances (id, provider, image, instance_type, public_ssh_key, zone, tags,
+                         created_by)
+  SELECT t.id, t.provider, t.image, t.instance_type, t.public_ssh_key, t.zone, t.tags,
+         t.created_by
+  FROM input t WHERE t.key IS NULL OR t.id IN (SELECT instance_id FROM k)
+  RETURNING id, provider),
+j AS (
+  INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
+  SELECT 'create_instance', id, provider, 'create-' || id, $11::int FROM ins)
+SELECT ins.id::text, s.at FROM ins, stamp s)";
 
-const std::string list_sql = sql_with_json("SELECT ", R"(::text,
-  to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), i.id::text
-FROM instances i
-WHERE ($1::text IS NULL OR i.provider = $1)
-  AND ($2::instance_state IS NULL OR i.state = $2::instance_state)
-  AND ($3::jsonb IS NULL OR i.tags @> $3::jsonb)
-  AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4::timestamptz, $5::uuid))
-ORDER BY i.created_at DESC, i.id DESC
-LIMIT $6::int)");
+// An instance row `i` as plain columns, for append_instance_json: rendering the JSON here costs
+// the database several times what reading the columns does. Timestamps come as UTC in
+// PostgreSQL's ISO output ("2024-06-01 12:34:56.5"), the default DateStyle.
+constexpr std::string_view instance_columns_sql =
+    "i.id::text, i.provider, i.image, i.instance_type, i.public_ssh_key, i.zone, "
+    "i.reservation_id::text, i.tags::text, host(i.ip_address), i.upstream_id, i.state::text, "
+    "i.error_reason, (i.created_at AT TIME ZONE 'UTC')::text, "
+    "(i.updated_at AT TIME ZONE 'UTC')::text";
+constexpr int instance_columns = 14;
+
+// Concurrent reads of single instances, in one query.
+const std::string get_many_sql = "SELECT " + std::string(instance_columns_sql) +
+                                 " FROM instances i WHERE i.id = ANY($1::uuid[])";
+
+// A listing's statement, one per combination of filters (provider, state, tags, cursor), so
+// that each has a plan of its own that uses the index for its filters, also once PostgreSQL
+// caches a generic plan: one statement with "($1 IS NULL OR ...)" for every filter gets a plan
+// that walks the whole time index for a rare state. Parameters are the filters present, in
+// that order, then the limit.
+constexpr std::size_t list_with_provider = 1, list_with_state = 2, list_with_tags = 4,
+                      list_after = 8, list_variants = 16;
+
+std::string list_sql(std::size_t filters) {
+  std::string sql = "SELECT " + std::string(instance_columns_sql) + " FROM instances i WHERE true";
+  int n = 0;
+  const auto next = [&n] { return "$" + std::to_string(++n); };
+  if (filters & list_with_provider) sql += " AND i.provider = " + next() + "::text";
+  if (filters & list_with_state) sql += " AND i.state = " + next() + "::instance_state";
+  if (filters & list_with_tags) sql += " AND i.tags @> " + next() + "::jsonb";
+  if (filters & list_after) {
+    const std::string at = next();
+    sql += " AND (i.created_at, i.id) < (" + at + "::timestamptz, " + next() + "::uuid)";
+  }
+  sql += "\nORDER BY i.created_at DESC, i.id DESC\nLIMIT " + next() + "::int";
+  return sql;
+}
+
+struct list_statements {
+  list_statements() {
+    for (std::size_t f = 0; f < list_variants; ++f) {
+      names[f] = "instance_list_" + std::to_string(f);
+      texts[f] = list_sql(f);
+      statements[f] = pg::statement{names[f], texts[f]};
+    }
+  }
+  std::array<std::string, list_variants> names;
+  std::array<std::string, list_variants> texts;
+  std::array<pg::statement, list_variants> statements;
+};
+
+const list_statements list_statement_set;
 
 const std::string delete_sql = sql_with_json(R"(
 WITH upd AS (
@@ -214,8 +295,8 @@ VALUES ((SELECT id FROM instances WHERE id = $1::uuid), NULL, 'terminated', $4,
         'orphan_deleted', $2, $3))";
 
 const pg::statement stmt_instance_create{"instance_create", create_sql};
-const pg::statement stmt_instance_get{"instance_get", get_sql};
-const pg::statement stmt_instance_list{"instance_list", list_sql};
+const pg::statement stmt_instance_create_batch{"instance_create_batch", create_batch_sql};
+const pg::statement stmt_instance_get_many{"instance_get_many", get_many_sql};
 const pg::statement stmt_instance_delete{"instance_delete", delete_sql};
 const pg::statement stmt_job_claim{"job_claim", claim_sql};
 const pg::statement stmt_job_renew{"job_renew", renew_sql};
@@ -252,9 +333,117 @@ std::optional<std::string> opt(const pg::rows& r, int row, int col) {
   return std::string(r.text(row, col));
 }
 
+// PostgreSQL's ISO text of a UTC timestamp ("2024-06-01 12:34:56.5", fractions without their
+// trailing zeros) as the API writes it: 2024-06-01T12:34:56.500000Z.
+bool append_rfc3339(std::string& out, std::string_view iso) {
+  constexpr std::string_view shape = "0000-00-00 00:00:00";
+  if (iso.size() < shape.size()) return false;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const bool digit = iso[i] >= '0' && iso[i] <= '9';
+    if (shape[i] == '0' ? !digit : iso[i] != shape[i]) return false;
+  }
+  std::string_view fraction = iso.substr(shape.size());
+  if (!fraction.empty()) {
+    if (fraction.front() != '.' || fraction.size() > 7) return false;
+    fraction.remove_prefix(1);
+    if (!std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return false;
+  }
+  out.append(iso.substr(0, 10));
+  out += 'T';
+  out.append(iso.substr(11, 8));
+  out += '.';
+  out.append(fraction);
+  out.append(6 - fraction.size(), '0');
+  out += 'Z';
+  return true;
+}
+
+// Appends the instance in row `row` (the columns of instance_columns_sql) as the API's JSON,
+// as instance_json_sql renders it; returns where in `out` its created_at begins (the cursor
+// of a listing is made of it).
+constexpr std::size_t rfc3339_size = 27;  // 2024-06-01T12:34:56.500000Z
+result<std::size_t> append_instance_json(std::string& out, const pg::rows& r, int row) {
+  if (r.columns() < instance_columns) return fail(errc::internal, "an instance row is short");
+  static constexpr std::array<std::string_view, 12> names{
+      "id",    "provider",       "image", "instance_type", "public_ssh_key",
+      "zone",  "reservation_id", "tags",  "ip_address",    "upstream_id",
+      "state", "error_reason"};
+  out += '{';
+  for (int col = 0; col < static_cast<int>(names.size()); ++col) {
+    out += '"';
+    out += names[static_cast<std::size_t>(col)];
+    out += "\":";
+    if (r.is_null(row, col)) {
+      out += "null";
+    } else if (col == 7) {
+      out += r.text(row, col);  // tags: jsonb's own text, JSON already
+    } else {
+      out += '"';
+      log::append_json_escaped(out, r.text(row, col));
+      out += '"';
+    }
+    out += ',';
+  }
+  out += "\"created_at\":\"";
+  const std::size_t created_at = out.size();
+  if (!append_rfc3339(out, r.text(row, 12))) {
+    return fail(errc::internal, "PostgreSQL's DateStyle must be ISO for cloudbrain to read times");
+  }
+  const std::size_t created_end = out.size();
+  out += "\",\"updated_at\":\"";
+  if (!append_rfc3339(out, r.text(row, 13))) {
+    return fail(errc::internal, "PostgreSQL's DateStyle must be ISO for cloudbrain to read times");
+  }
+  out += "\"}";
+  if (created_end - created_at != rfc3339_size) return fail(errc::internal, "a time out of range");
+  return created_at;
+}
+
 }  // namespace
 
+instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::string owner,
+                               unsigned max_attempts, instance_batching batching)
+    : pool_(pool),
+      owner_(std::move(owner)),
+      max_attempts_(max_attempts),
+      creates_(
+          ex, "instance creates", batching.creates,
+          [this](std::vector<create_item>& items, deadline dl) { return insert_batch(items, dl); }),
+      reads_(ex, "instance reads", batching.reads,
+             [this](std::vector<std::string>& ids, deadline dl) { return read_batch(ids, dl); }) {}
+
 asio::awaitable<result<created_instance>> instance_store::create(
+    const instance_request& req, std::int64_t token_id,
+    const std::optional<idempotent_request>& idem) {
+  // A launch into a reservation takes one of its places in the same statement: alone.
+  if (req.reservation_id) co_return co_await create_one(req, token_id, idem);
+  for (int round = 0; round < 2; ++round) {
+    create_item item{uuid::generate_v7().str(), req, token_id, idem};
+    const std::string id = item.id;
+    auto submitting = creates_.submit(std::move(item), after(pool_.config().query_timeout));
+    auto body = co_await std::move(submitting);
+    if (!body) co_return body.error();
+    if (*body) {
+      created_instance out;
+      out.body = std::move(**body);
+      out.id = id;
+      co_return out;
+    }
+    // The key was taken, by an earlier request or a twin in flight: its answer is replayed.
+    auto finding = find_replay(pool_, token_id, *idem);
+    auto prior = co_await std::move(finding);
+    if (!prior) co_return prior.error();
+    if (*prior) {
+      co_return created_instance{(*prior)->status, std::move((*prior)->body),
+                                 std::move((*prior)->id), true};
+    }
+    // It was older than 24 hours and is gone now: the key is free again.
+  }
+  co_return fail(errc::conflict, "this Idempotency-Key is being used by a concurrent request");
+}
+
+asio::awaitable<result<created_instance>> instance_store::create_one(
     const instance_request& req, std::int64_t token_id,
     const std::optional<idempotent_request>& idem) {
   for (int round = 0; round < 2; ++round) {
@@ -297,12 +486,172 @@ asio::awaitable<result<created_instance>> instance_store::create(
   co_return fail(errc::conflict, "this Idempotency-Key is being used by a concurrent request");
 }
 
-asio::awaitable<result<std::string>> instance_store::get_json(const std::string& id) {
-  const params query_args_4{id};
-  auto r = co_await pool_.execute(stmt_instance_get, query_args_4);
+asio::awaitable<instance_store::create_results> instance_store::insert_batch(
+    std::vector<create_item>& items, deadline dl) {
+  create_results out(items.size());
+  auto inserting = insert_part(items, dl, out);
+  co_await std::move(inserting);
+  co_return out;
+}
+
+asio::awaitable<void> instance_store::insert_part(std::span<const create_item> items, deadline dl,
+                                                  std::span<result<create_result>> out) {
+  auto r = co_await insert_rows(items, dl);
+  // Two batches that wait on each other's Idempotency-Keys: the one PostgreSQL chose to fail
+  // goes again, once.
+  if (!r && (r.error().is(errc::db_deadlock) || r.error().is(errc::db_serialization_failure))) {
+    r = co_await insert_rows(items, dl);
+  }
+  if (r) {
+    std::move(r->begin(), r->end(), out.begin());
+    co_return;
+  }
+  // A refusal that one row's values may have caused (a constraint, a value out of range): the
+  // halves go again apart, so that only that row's create fails.
+  const auto& e = r.error();
+  const bool row_caused = e.is(errc::db_unique_violation) || e.is(errc::db_check_violation) ||
+                          e.is(errc::db_foreign_key_violation) || e.is(errc::db_data_exception) ||
+                          e.is(errc::invalid_argument);
+  if (row_caused && items.size() > 1) {
+    const std::size_t half = items.size() / 2;
+    auto first = insert_part(items.first(half), dl, out.first(half));
+    co_await std::move(first);
+    auto second = insert_part(items.subspan(half), dl, out.subspan(half));
+    co_await std::move(second);
+    co_return;
+  }
+  for (auto& o : out) o = e;
+}
+
+namespace {
+
+// The JSON of an instance just inserted, as instance_json_sql would render its row.
+std::string new_instance_json(const std::string& id, const instance_request& req,
+                              std::string_view at) {
+  std::string out;
+  out.reserve(384 + req.image.size() + (req.public_ssh_key ? req.public_ssh_key->size() : 0));
+  const auto text = [&out](std::string_view key, std::string_view value) {
+    out += '"';
+    out += key;
+    out += "\":\"";
+    log::append_json_escaped(out, value);
+    out += "\",";
+  };
+  const auto optional_text = [&](std::string_view key, const std::optional<std::string>& value) {
+    if (value) {
+      text(key, *value);
+    } else {
+      out += '"';
+      out += key;
+      out += "\":null,";
+    }
+  };
+  out += '{';
+  text("id", id);
+  text("provider", req.provider);
+  text("image", req.image);
+  text("instance_type", req.instance_type);
+  optional_text("public_ssh_key", req.public_ssh_key);
+  optional_text("zone", req.zone);
+  out += "\"reservation_id\":null,\"tags\":";
+  out += json::serialize(req.tags);
+  out += ",\"ip_address\":null,\"upstream_id\":null,\"state\":\"creating\",";
+  out += "\"error_reason\":null,";
+  text("created_at", at);
+  out += "\"updated_at\":\"";
+  out += at;
+  out += "\"}";
+  return out;
+}
+
+}  // namespace
+
+asio::awaitable<result<std::vector<instance_store::create_result>>> instance_store::insert_rows(
+    std::span<const create_item> items, deadline dl) {
+  const std::size_t n = items.size();
+  std::vector<std::string> ids, providers, images, types, tags, tokens;
+  std::vector<std::optional<std::string>> keys_ssh, zones, idem_keys, hashes;
+  for (auto* v : {&ids, &providers, &images, &types, &tags, &tokens}) v->reserve(n);
+  for (auto* v : {&keys_ssh, &zones, &idem_keys, &hashes}) v->reserve(n);
+  for (const auto& item : items) {
+    ids.push_back(item.id);
+    providers.push_back(item.req.provider);
+    images.push_back(item.req.image);
+    types.push_back(item.req.instance_type);
+    keys_ssh.push_back(item.req.public_ssh_key);
+    zones.push_back(item.req.zone);
+    tags.push_back(json::serialize(item.req.tags));
+    tokens.push_back(std::to_string(item.token_id));
+    idem_keys.push_back(item.idem ? std::optional<std::string>(item.idem->key) : std::nullopt);
+    hashes.push_back(item.idem ? std::optional<std::string>(item.idem->request_hash)
+                               : std::nullopt);
+  }
+  const params args{pg::text_array(ids),    pg::text_array(providers),    pg::text_array(images),
+                    pg::text_array(types),  pg::text_array(keys_ssh),     pg::text_array(zones),
+                    pg::text_array(tags),   pg::text_array(tokens),       pg::text_array(idem_keys),
+                    pg::text_array(hashes), std::to_string(max_attempts_)};
+  auto r = co_await pool_.execute(stmt_instance_create_batch, args, dl);
   if (!r) co_return r.error();
-  if (r->size() == 0) co_return fail(errc::not_found, "no instance " + id);
-  co_return std::string(r->text(0, 0));
+  // Rows come back in no promised order: match them by id.
+  std::unordered_map<std::string_view, std::string_view> stored;
+  stored.reserve(r->size());
+  for (int row = 0; row < static_cast<int>(r->size()); ++row) {
+    stored.emplace(r->text(row, 0), r->text(row, 1));
+  }
+  std::vector<create_result> out;
+  out.reserve(n);
+  for (const auto& item : items) {
+    const auto it = stored.find(item.id);
+    if (it != stored.end()) {
+      out.emplace_back(new_instance_json(item.id, item.req, it->second));
+    } else if (item.idem) {
+      out.emplace_back(std::nullopt);
+    } else {
+      co_return fail(errc::internal, "a create of the batch was not stored");
+    }
+  }
+  co_return out;
+}
+
+asio::awaitable<result<std::string>> instance_store::get_json(const std::string& id) {
+  auto reading = reads_.submit(id, after(pool_.config().query_timeout));
+  auto body = co_await std::move(reading);
+  if (!body) co_return body.error();
+  if (!*body) co_return fail(errc::not_found, "no instance " + id);
+  co_return std::move(**body);
+}
+
+asio::awaitable<std::vector<result<instance_store::read_result>>> instance_store::read_batch(
+    std::vector<std::string>& ids, deadline dl) {
+  std::vector<std::string> distinct = ids;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  const params args{pg::text_array(distinct)};
+  auto r = co_await pool_.execute(stmt_instance_get_many, args, dl);
+  std::vector<result<read_result>> out;
+  out.reserve(ids.size());
+  if (!r) {
+    for (std::size_t i = 0; i < ids.size(); ++i) out.emplace_back(r.error());
+    co_return out;
+  }
+  std::unordered_map<std::string_view, int> found;
+  found.reserve(r->size());
+  for (int row = 0; row < static_cast<int>(r->size()); ++row) found.emplace(r->text(row, 0), row);
+  for (const auto& id : ids) {
+    const auto it = found.find(id);
+    if (it == found.end()) {
+      out.emplace_back(read_result{});
+      continue;
+    }
+    std::string body;
+    auto rendered = append_instance_json(body, *r, it->second);
+    if (!rendered) {
+      out.emplace_back(rendered.error());
+    } else {
+      out.emplace_back(read_result{std::move(body)});
+    }
+  }
+  co_return out;
 }
 
 asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
@@ -320,22 +669,36 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   }
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
-  const params query_args_5{f.provider, f.state,  tags,
-                            after_time, after_id, std::to_string(f.limit + 1)};
-  auto r = co_await pool_.execute(stmt_instance_list, query_args_5);
+  params args;
+  if (f.provider) args.emplace_back(*f.provider);
+  if (f.state) args.emplace_back(*f.state);
+  if (tags) args.emplace_back(*tags);
+  if (after_time) {
+    args.emplace_back(*after_time);
+    args.emplace_back(*after_id);
+  }
+  args.emplace_back(std::to_string(f.limit + 1));
+  const std::size_t filters = (f.provider ? list_with_provider : 0) |
+                              (f.state ? list_with_state : 0) | (tags ? list_with_tags : 0) |
+                              (after_time ? list_after : 0);
+  auto r = co_await pool_.execute(list_statement_set.statements[filters], args);
   if (!r) co_return r.error();
   list_page page;
   const int shown = static_cast<int>(std::min<std::size_t>(r->size(), f.limit));
   page.instances_json.reserve(static_cast<std::size_t>(shown) * 512 + 2);
   page.instances_json += '[';
+  std::size_t last_created_at = 0;
   for (int row = 0; row < shown; ++row) {
     if (row) page.instances_json += ',';
-    page.instances_json += r->text(row, 0);
+    auto rendered = append_instance_json(page.instances_json, *r, row);
+    if (!rendered) co_return rendered.error();
+    last_created_at = *rendered;
   }
   page.instances_json += ']';
   if (r->size() > f.limit && shown > 0) {
-    page.next = base64_encode(
-        std::string(r->text(shown - 1, 1)) + "|" + std::string(r->text(shown - 1, 2)), true);
+    page.next = base64_encode(page.instances_json.substr(last_created_at, rfc3339_size) + "|" +
+                                  std::string(r->text(shown - 1, 0)),
+                              true);
   }
   co_return page;
 }

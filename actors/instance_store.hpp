@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/idempotency.hpp"
+#include "core/batch_queue.hpp"
 #include "core/error.hpp"
 #include "core/pg/pool.hpp"
 #include "core/time.hpp"
@@ -9,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -93,18 +95,29 @@ struct job_outcome {
   [[nodiscard]] bool gives_up(const job& j) const { return what == kind::failed || exhausts(j); }
 };
 
+// How the API's creates and reads are grouped (see batch_queue).
+struct instance_batching {
+  // Creates that arrive together share one statement and one commit (group commit). Two
+  // batches at once: one commits (waits for the WAL flush) while the next is written.
+  batch_limits creates{.max_batch = 256, .max_queued = 8192, .max_in_flight = 2};
+  // Concurrent GET /instances/:id share one `id = ANY($1)` query.
+  batch_limits reads{.max_batch = 256, .max_queued = 8192, .max_in_flight = 2};
+};
+
 // The SQL of instances and jobs. Every state change is conditional on the state it expects;
-// hot paths are one round trip.
+// hot paths are one round trip, and the API's creates and reads are batched.
 class instance_store {
  public:
-  instance_store(pg::pool& pool, std::string owner, unsigned max_attempts)
-      : pool_(pool), owner_(std::move(owner)), max_attempts_(max_attempts) {}
+  instance_store(boost::asio::any_io_executor ex, pg::pool& pool, std::string owner,
+                 unsigned max_attempts, instance_batching batching = {});
 
   [[nodiscard]] const std::string& owner() const { return owner_; }
   [[nodiscard]] pg::pool& pool() { return pool_; }
 
   // Instances, for the API.
-  // With an Idempotency-Key, the first response under it is replayed (replayed = true).
+  // With an Idempotency-Key, the first response under it is replayed (replayed = true). The
+  // answer comes once the instance and its job are committed, with the creates that arrived
+  // alongside (one transaction); one that the database refuses fails alone.
   boost::asio::awaitable<result<created_instance>> create(
       const instance_request& req, std::int64_t token_id,
       const std::optional<idempotent_request>& idem);
@@ -179,9 +192,35 @@ class instance_store {
                                                              std::string reason);
 
  private:
+  // One create of a batch; the id is chosen before it is queued.
+  struct create_item {
+    std::string id;
+    instance_request req;
+    std::int64_t token_id = 0;
+    std::optional<idempotent_request> idem;
+  };
+  // The instance's JSON once committed; nullopt when its Idempotency-Key was taken already.
+  using create_result = std::optional<std::string>;
+  using create_results = std::vector<result<create_result>>;
+  // The instance's JSON; nullopt when there is no such instance.
+  using read_result = std::optional<std::string>;
+
+  boost::asio::awaitable<result<created_instance>> create_one(
+      const instance_request& req, std::int64_t token_id,
+      const std::optional<idempotent_request>& idem);
+  boost::asio::awaitable<create_results> insert_batch(std::vector<create_item>& items, deadline dl);
+  boost::asio::awaitable<void> insert_part(std::span<const create_item> items, deadline dl,
+                                           std::span<result<create_result>> out);
+  boost::asio::awaitable<result<std::vector<create_result>>> insert_rows(
+      std::span<const create_item> items, deadline dl);
+  boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<std::string>& ids,
+                                                                      deadline dl);
+
   pg::pool& pool_;
   std::string owner_;
   unsigned max_attempts_;
+  batch_queue<create_item, create_result> creates_;
+  batch_queue<std::string, read_result> reads_;
 };
 
 // The SQL expression that renders an instance row `i` as API JSON.

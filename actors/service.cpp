@@ -210,7 +210,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   meter.watch(pool);
 
   const std::string owner = process_owner_id();
-  instance_store store(pool, owner, cfg->job_max_attempts);
+  instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);

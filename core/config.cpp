@@ -1,5 +1,6 @@
 #include "core/config.hpp"
 
+#include "core/file.hpp"
 #include "core/time.hpp"
 
 #include <boost/program_options.hpp>
@@ -303,6 +304,23 @@ result<std::string> expand_credentials_directory(const std::string& key, std::st
   return value;
 }
 
+// A value "@/path" stands for the file's content (a secret kept out of the configuration file),
+// read now, at start and on every reload; trailing line ends are not part of it. The content is
+// never put into a message.
+constexpr std::size_t max_value_file = 64 * 1024;
+
+result<std::string> read_value_file(const std::string& key, std::string value) {
+  if (!value.starts_with("@/")) return value;
+  const std::string path = value.substr(1);
+  auto text = read_whole_file(path, max_value_file);
+  if (!text) {
+    return fail(errc::bad_config, "'" + key + "' names the file '" + path +
+                                      "', which cannot be read: " + text.error().detail);
+  }
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+  return text;
+}
+
 bool valid_provider_name(std::string_view n) {
   if (n.empty() || n.size() > 63) return false;
   for (char c : n) {
@@ -424,7 +442,9 @@ result<service_config> load_config(const std::vector<std::string>& args,
       auto expanded = expand_credentials_directory(
           key, opt.value.empty() ? std::string() : opt.value.front(), env);
       if (!expanded) return fail(errc::bad_config, it->second + ": " + expanded.error().detail);
-      const std::string value = std::move(*expanded);
+      auto read = read_value_file(key, std::move(*expanded));
+      if (!read) return fail(errc::bad_config, it->second + ": " + read.error().detail);
+      const std::string value = std::move(*read);
       if (key.rfind("provider.", 0) == 0) {
         const auto rest = key.substr(9);
         const auto dot = rest.find('.');

@@ -82,7 +82,8 @@ using environment_lookup = std::function<std::optional<std::string>(const std::s
 // variables, which override the INI file given by --config / CLOUDBRAIN_CONFIG. Any unknown
 // key or bad value is an error whose detail names it. `args` excludes the program and command.
 // In the file, ${CREDENTIALS_DIRECTORY} in a value is replaced by that environment variable
-// (systemd's LoadCredential=); naming it while it is unset is an error.
+// (systemd's LoadCredential=); naming it while it is unset is an error. A value "@/path" (after
+// that) is the content of that file without its trailing line ends: a secret kept elsewhere.
 [[nodiscard]] result<service_config> load_config(const std::vector<std::string>& args,
                                                  const environment_lookup& env);
 

@@ -74,6 +74,14 @@ result<parsed_url> parse_url(std::string_view text) {
   return out;
 }
 
+std::string host_header(const parsed_url& url) {
+  const bool default_port = url.port == (url.tls() ? 443 : 80);
+  const bool ipv6 = url.host.find(':') != std::string::npos;
+  std::string host = ipv6 ? "[" + url.host + "]" : url.host;
+  if (!default_port) host += ":" + std::to_string(url.port);
+  return host;
+}
+
 namespace detail {
 
 // One pooled connection: plain TCP or TLS over TCP, and its read buffer.
@@ -370,11 +378,7 @@ asio::awaitable<result<client_response>> http_client::send(client_request req, d
   const std::string key = url->scheme + "://" + url->host + ":" + std::to_string(url->port);
 
   http::request<http::string_body> message{req.method, url->target, 11};
-  const bool default_port = url->port == (url->tls() ? 443 : 80);
-  const bool ipv6 = url->host.find(':') != std::string::npos;
-  std::string host_header = ipv6 ? "[" + url->host + "]" : url->host;
-  if (!default_port) host_header += ":" + std::to_string(url->port);
-  message.set(http::field::host, host_header);
+  message.set(http::field::host, host_header(*url));
   message.set(http::field::user_agent, s->config.user_agent);
   for (auto& [name, value] : req.headers) message.set(name, value);
   message.body() = std::move(req.body);

@@ -31,6 +31,10 @@ struct parsed_url {
 // Sans-io: fails with errc::invalid_argument on anything but an absolute http(s) URL with a host.
 [[nodiscard]] result<parsed_url> parse_url(std::string_view url);
 
+// The Host header a request to `url` carries: the host (IPv6 in brackets) and the port unless it
+// is the scheme's default. What a signature over Host must cover.
+[[nodiscard]] std::string host_header(const parsed_url& url);
+
 struct client_config {
   std::size_t max_idle_per_host = 16;
   std::size_t max_connections_per_host = 64;

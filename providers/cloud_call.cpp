@@ -20,9 +20,11 @@ bool digits(std::string_view s, int& out) {
   return ec == std::errc{} && end == s.data() + s.size();
 }
 
+}  // namespace
+
 // IMF-fixdate, the only HTTP date a sender may produce (RFC 9110 5.6.7):
 // "Sun, 06 Nov 1994 08:49:37 GMT".
-std::optional<system_clock::time_point> parse_imf_fixdate(std::string_view v) {
+std::optional<system_clock::time_point> parse_http_date(std::string_view v) {
   if (v.size() != 29 || v[3] != ',' || v[4] != ' ' || v.substr(25) != " GMT") return std::nullopt;
   static constexpr std::array<std::string_view, 12> months = {
       "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -45,8 +47,6 @@ std::optional<system_clock::time_point> parse_imf_fixdate(std::string_view v) {
   return system_clock::from_time_t(t);
 }
 
-}  // namespace
-
 std::chrono::milliseconds retry_after_of(const net::client_response& res,
                                          system_clock::time_point now) {
   const auto it = res.headers.find(net::http::field::retry_after);
@@ -59,7 +59,7 @@ std::chrono::milliseconds retry_after_of(const net::client_response& res,
   if (ec == std::errc{} && end == v.data() + v.size()) {
     return std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds), max_retry_after);
   }
-  if (auto when = parse_imf_fixdate(v)) {
+  if (auto when = parse_http_date(v)) {
     if (*when <= now) return std::chrono::milliseconds::zero();
     return std::min<std::chrono::milliseconds>(
         std::chrono::ceil<std::chrono::milliseconds>(*when - now), max_retry_after);
@@ -94,7 +94,8 @@ asio::awaitable<result<net::client_response>> send_cloud_request(
       failure = res.error();
     } else if (res->status >= 200 && res->status < 300) {
       co_return std::move(*res);
-    } else if (res->status == 401 && hooks.on_unauthorized && !renewed) {
+    } else if ((res->status == 401 || (hooks.stale_credentials && hooks.stale_credentials(*res))) &&
+               hooks.on_unauthorized && !renewed) {
       hooks.on_unauthorized();
       renewed = true;
       ++stats.auth_retries;

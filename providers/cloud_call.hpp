@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <random>
+#include <string_view>
 
 namespace cloudbrain::providers {
 
@@ -27,6 +29,9 @@ struct cloud_request_hooks {
   // A 401 the first time: forget the credentials just used, so that the next make() fetches
   // new ones, and try again once. Empty: a 401 is classified like any other answer.
   std::function<void()> on_unauthorized;
+  // Answers other than 401 that also say the credentials just used are stale (EC2 answers an
+  // expired session token with 400 RequestExpired): handled like a 401. Empty: only 401.
+  std::function<bool(const net::client_response&)> stale_credentials;
 };
 
 struct cloud_request_policy {
@@ -52,6 +57,10 @@ struct cloud_request_stats {
 boost::asio::awaitable<result<net::client_response>> send_cloud_request(
     net::http_client& http, const cloud_request_hooks& hooks, cloud_request_policy policy,
     deadline dl, cloud_request_stats& stats, std::mt19937_64& rng);
+
+// An HTTP date in IMF-fixdate form ("Sun, 06 Nov 1994 08:49:37 GMT"), the only one a sender may
+// produce (RFC 9110 5.6.7); none for anything else.
+[[nodiscard]] std::optional<system_clock::time_point> parse_http_date(std::string_view v);
 
 // Retry-After as delta-seconds or an HTTP date, capped at an hour; zero when absent or unreadable.
 [[nodiscard]] std::chrono::milliseconds retry_after_of(const net::client_response& res,

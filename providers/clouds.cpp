@@ -3,7 +3,9 @@
 #define CLOUDBRAIN_CLOUDS(X) \
   X(fake)                    \
   X(gce)                     \
-  X(azure)
+  X(aws)                     \
+  X(azure)                   \
+  X(oci)
 
 #include "providers/registry.hpp"
 

@@ -33,6 +33,8 @@ packages=(
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
   # the OpenAPI tests read docs/openapi.yaml and check responses against its schemas
   python3-yaml python3-jsonschema
+  # the AWS SigV4 signer is checked against botocore's (tests/unit/aws)
+  python3-botocore
   # Go builds the replay of travis-ci/worker's cloudbrain backend (tests/integration/client)
   golang-go
   # the systemd units, the man page and the .deb (systemd-analyze, man -l, cpack, dpkg-shlibdeps)

@@ -1,5 +1,7 @@
 #include "providers/azure/settings.hpp"
 
+#include "providers/section_values.hpp"
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -153,12 +155,6 @@ bool valid_http_url(std::string_view s) {
          u->encoded_query().empty() && u->encoded_fragment().empty();
 }
 
-std::optional<bool> parse_bool(std::string_view v) {
-  if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
-  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
-  return std::nullopt;
-}
-
 std::string without_trailing_slash(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
   return s;
@@ -221,7 +217,7 @@ result<azure_settings> azure_settings::from_section(const provider_section& sect
       }
       a.ssh_user = value;
     } else if (key == "public-ip") {
-      const auto b = parse_bool(value);
+      const auto b = parse_switch(value);
       if (!b) return bad(key, value, "must be true or false");
       a.public_ip = *b;
     } else if (key == "os-disk-type") {

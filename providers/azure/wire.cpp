@@ -1,5 +1,7 @@
 #include "providers/azure/wire.hpp"
 
+#include "providers/section_values.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
@@ -33,14 +35,6 @@ std::optional<json::value> parse_json(std::string_view body) {
   auto v = json::parse(body, ec);
   if (ec) return std::nullopt;
   return v;
-}
-
-// At most n bytes of a body for a message, on one line.
-std::string snippet(std::string_view body, std::size_t n = 200) {
-  std::string out;
-  for (char c : body.substr(0, n)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-  if (body.size() > n) out += "...";
-  return out;
 }
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -439,7 +433,7 @@ error error_from_arm(const arm_error& e, unsigned http_status) {
 error error_from_response(unsigned http_status, std::string_view body) {
   if (auto e = parse_arm_error(body)) return error_from_arm(*e, http_status);
   arm_error e;
-  e.message = body.empty() ? std::string("empty body") : snippet(body);
+  e.message = body.empty() ? std::string("empty body") : body_snippet(body);
   return error_from_arm(e, http_status);
 }
 
@@ -516,7 +510,7 @@ result<arm_vm> parse_vm(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object()) {
     return fail(errc::cloud_transient,
-                "ARM answered with something that is not a virtual machine: " + snippet(body));
+                "ARM answered with something that is not a virtual machine: " + body_snippet(body));
   }
   const auto type = str_or(v->get_object(), "type", "Microsoft.Compute/virtualMachines");
   if (!iequals(type, "Microsoft.Compute/virtualMachines")) {
@@ -555,7 +549,7 @@ result<vm_page> parse_vm_list(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object() || !v->get_object().contains("value")) {
     return fail(errc::cloud_transient,
-                "ARM answered with something that is not a list: " + snippet(body));
+                "ARM answered with something that is not a list: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   const auto* items = arr_of(o, "value");
@@ -576,8 +570,9 @@ result<std::optional<std::string>> parse_nic_address(std::string_view body, bool
   const json::object* props = v && v->is_object() ? obj_of(v->get_object(), "properties") : nullptr;
   const json::array* configs = props ? arr_of(*props, "ipConfigurations") : nullptr;
   if (!configs) {
-    return fail(errc::cloud_transient,
-                "ARM answered with something that is not a network interface: " + snippet(body));
+    return fail(
+        errc::cloud_transient,
+        "ARM answered with something that is not a network interface: " + body_snippet(body));
   }
   const json::object* chosen = nullptr;
   for (const auto& c : *configs) {
@@ -609,14 +604,15 @@ lro_status lro_status_of_state(std::string_view s) {
 result<lro_state> parse_async_operation(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object()) {
-    return fail(errc::cloud_transient,
-                "ARM answered an operation poll with something that is not JSON: " + snippet(body));
+    return fail(
+        errc::cloud_transient,
+        "ARM answered an operation poll with something that is not JSON: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   const auto status = str_or(o, "status");
   if (status.empty()) {
     return fail(errc::cloud_transient,
-                "ARM answered an operation poll without a status: " + snippet(body));
+                "ARM answered an operation poll without a status: " + body_snippet(body));
   }
   lro_state st;
   st.status = lro_status_of_state(status);
@@ -722,8 +718,9 @@ result<arm_reservation> reservation_from(const json::object& o) {
 result<arm_reservation> parse_reservation(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object()) {
-    return fail(errc::cloud_transient,
-                "ARM answered with something that is not a capacity reservation: " + snippet(body));
+    return fail(
+        errc::cloud_transient,
+        "ARM answered with something that is not a capacity reservation: " + body_snippet(body));
   }
   return reservation_from(v->get_object());
 }
@@ -732,7 +729,7 @@ result<reservation_page> parse_reservation_list(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object() || !v->get_object().contains("value")) {
     return fail(errc::cloud_transient,
-                "ARM answered with something that is not a list: " + snippet(body));
+                "ARM answered with something that is not a list: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   const auto* items = arr_of(o, "value");
@@ -782,8 +779,8 @@ result<access_token> parse_token_response(std::string_view body, system_clock::t
   if (token.empty()) return fail(errc::cloud_transient, "the token endpoint sent no access_token");
   const auto type = str_or(o, "token_type", "Bearer");
   if (!iequals(type, "Bearer")) {
-    return fail(errc::cloud_transient,
-                "the token endpoint sent a '" + snippet(type, 40) + "' token, not a Bearer token");
+    return fail(errc::cloud_transient, "the token endpoint sent a '" + body_snippet(type, 40) +
+                                           "' token, not a Bearer token");
   }
   access_token t;
   t.token = token;

@@ -1,5 +1,7 @@
 #include "providers/gce/settings.hpp"
 
+#include "providers/section_values.hpp"
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -44,12 +46,6 @@ bool valid_http_url(std::string_view s) {
   return u && (u->scheme() == "http" || u->scheme() == "https") && !u->encoded_host().empty();
 }
 
-std::optional<bool> parse_bool(std::string_view v) {
-  if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
-  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
-  return std::nullopt;
-}
-
 }  // namespace
 
 result<gce_settings> gce_settings::from_section(const provider_section& section) {
@@ -89,7 +85,7 @@ result<gce_settings> gce_settings::from_section(const provider_section& section)
       if (!valid_resource_name(value)) return bad(key, value, "must be a disk type name");
       g.disk_type = value;
     } else if (key == "external-ip" || key == "preemptible" || key == "spot") {
-      const auto b = parse_bool(value);
+      const auto b = parse_switch(value);
       if (!b) return bad(key, value, "must be true or false");
       (key == "external-ip" ? g.external_ip : key == "spot" ? g.spot : g.preemptible) = *b;
     } else if (key == "ca-file") {

@@ -1,44 +1,11 @@
 #include "providers/gce/token_source.hpp"
 
 #include "core/log.hpp"
+#include "providers/credentials_file.hpp"
 #include "providers/gce/wire.hpp"
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 
 namespace cloudbrain::providers::gce {
 namespace asio = boost::asio;
-
-namespace {
-
-constexpr std::size_t max_key_file = 64 * 1024;
-// A token this close to its expiry is not handed out any more, even while a refresh is failing.
-constexpr auto expiry_safety = std::chrono::seconds(10);
-
-// Refresh a quarter of the lifetime early, but never more than five minutes early.
-steady_clock::duration refresh_margin(steady_clock::duration lifetime) {
-  return std::min<steady_clock::duration>(std::chrono::minutes(5), lifetime / 4);
-}
-
-result<std::string> read_small_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(errc::bad_config,
-                "cannot read the credentials file '" + path + "': " + std::strerror(errno));
-  }
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
-    if (text.size() > max_key_file) {
-      return fail(errc::bad_config, "the credentials file '" + path + "' is too large for a key");
-    }
-  }
-  return text;
-}
-
-}  // namespace
 
 token_source::token_source(const gce_settings& settings, net::http_client& http,
                            blocking_pool* blocking)
@@ -52,7 +19,7 @@ void token_source::invalidate(const std::string& token) {
 }
 
 bool token_source::usable() const {
-  return cached_ && system_clock::now() + expiry_safety < cached_->expires_at;
+  return cached_ && system_clock::now() + credential_expiry_safety < cached_->expires_at;
 }
 
 asio::awaitable<result<std::string>> token_source::token(deadline dl) {
@@ -96,7 +63,7 @@ asio::awaitable<result<access_token>> token_source::fetch(deadline dl) {
 asio::awaitable<result<void>> token_source::load_key() {
   if (!blocking_) co_return fail(errc::internal, "the gce driver needs a blocking pool");
   std::string path = settings_.credentials;
-  auto reading = blocking_->run([path] { return read_small_file(path); });
+  auto reading = blocking_->run([path] { return read_credentials_file(path); });
   auto text = co_await std::move(reading);
   if (!text) co_return text.error();
   auto key = parse_service_account_key(*text);

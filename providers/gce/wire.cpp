@@ -1,5 +1,7 @@
 #include "providers/gce/wire.hpp"
 
+#include "providers/section_values.hpp"
+
 #include "core/uuid.hpp"
 
 #include <openssl/evp.h>
@@ -41,14 +43,6 @@ std::optional<json::value> parse_json(std::string_view body) {
   auto v = json::parse(body, ec);
   if (ec) return std::nullopt;
   return v;
-}
-
-// At most n bytes of a body for a message, on one line.
-std::string snippet(std::string_view body, std::size_t n = 200) {
-  std::string out;
-  for (char c : body.substr(0, n)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
-  if (body.size() > n) out += "...";
-  return out;
 }
 
 std::string image_source(std::string_view image, const gce_settings& s) {
@@ -248,7 +242,7 @@ result<operation> parse_operation(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object()) {
     return fail(errc::cloud_transient,
-                "GCE answered with something that is not JSON: " + snippet(body));
+                "GCE answered with something that is not JSON: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   const auto kind = str_or(o, "kind");
@@ -256,7 +250,7 @@ result<operation> parse_operation(std::string_view body) {
   const auto status = str_or(o, "status");
   if ((!kind.empty() && kind != "compute#operation") || name.empty() || status.empty()) {
     return fail(errc::cloud_transient,
-                "GCE answered with something that is not an operation: " + snippet(body));
+                "GCE answered with something that is not an operation: " + body_snippet(body));
   }
   operation op;
   op.name = name;
@@ -350,7 +344,7 @@ error error_from_response(unsigned http_status, std::string_view body) {
     }
   }
   if (!reasons.empty()) reason = reasons.front();
-  if (message.empty()) message = body.empty() ? "empty body" : snippet(body);
+  if (message.empty()) message = body.empty() ? "empty body" : body_snippet(body);
   auto has = [&](std::string_view r) {
     return std::find(reasons.begin(), reasons.end(), r) != reasons.end();
   };
@@ -430,7 +424,7 @@ result<vm> parse_instance(std::string_view body, bool external_ip) {
   if (!v || !v->is_object() ||
       str_or(v->get_object(), "kind", "compute#instance") != "compute#instance") {
     return fail(errc::cloud_transient,
-                "GCE answered with something that is not an instance: " + snippet(body));
+                "GCE answered with something that is not an instance: " + body_snippet(body));
   }
   return instance_from(v->get_object(), external_ip);
 }
@@ -440,7 +434,7 @@ result<instance_list_page> parse_instance_list(std::string_view body, bool exter
   if (!v || !v->is_object() ||
       str_or(v->get_object(), "kind", "compute#instanceList") != "compute#instanceList") {
     return fail(errc::cloud_transient,
-                "GCE answered with something that is not an instance list: " + snippet(body));
+                "GCE answered with something that is not an instance list: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   instance_list_page page;
@@ -627,7 +621,7 @@ result<cloud_reservation> parse_reservation(std::string_view body) {
   if (!v || !v->is_object() ||
       str_or(v->get_object(), "kind", "compute#reservation") != "compute#reservation") {
     return fail(errc::cloud_transient,
-                "GCE answered with something that is not a reservation: " + snippet(body));
+                "GCE answered with something that is not a reservation: " + body_snippet(body));
   }
   return reservation_from(v->get_object());
 }
@@ -636,8 +630,9 @@ result<reservation_list_page> parse_reservation_list(std::string_view body) {
   auto v = parse_json(body);
   if (!v || !v->is_object() ||
       str_or(v->get_object(), "kind", "compute#reservationList") != "compute#reservationList") {
-    return fail(errc::cloud_transient,
-                "GCE answered with something that is not a reservation list: " + snippet(body));
+    return fail(
+        errc::cloud_transient,
+        "GCE answered with something that is not a reservation list: " + body_snippet(body));
   }
   const auto& o = v->get_object();
   reservation_list_page page;

@@ -1,4 +1,5 @@
 -- Deploy cloudbrain:cluster to pg
+-- requires: statement_triggers
 -- requires: usage_history
 
 BEGIN;

@@ -17,6 +17,8 @@
 # Listens on 127.0.0.1:PORT and on a unix socket in DIR; auth is trust. Role `cloudbrain`
 # (login, superuser) owns database `cloudbrain`; the bootstrap superuser is `postgres`.
 # Durability is off (fsync, synchronous_commit, full_page_writes): never use it for real data.
+# With CB_PG_DURABLE=1 in the environment of cb_pg_start it is on (fsync, synchronous_commit,
+# full_page_writes), as a production server runs: for benchmarks that measure commits.
 # When run as root, the server runs as the `postgres` user (or a system user `cloudbrain-test`
 # created on demand), so DIR and all of its parents must be traversable by that user.
 # Several clusters may run at once (different DIRs); each gets its own free port.
@@ -81,16 +83,17 @@ s.close()'
 
 # _cb_pg_write_conf DIR PORT: the settings cb_pg_start owns (rewritten at every start).
 _cb_pg_write_conf() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 durable=off
+  [[ ${CB_PG_DURABLE:-0} == 1 ]] && durable=on
   cat >"$dir/data/cloudbrain-test.conf" <<EOF
 # Written by tests/support/pg.sh at every start; do not edit.
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 wal_level = minimal
 max_wal_senders = 0
 logging_collector = off

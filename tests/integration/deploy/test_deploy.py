@@ -237,12 +237,22 @@ class ExampleConfig(unittest.TestCase):
         return out
 
     def test_every_key_uncommented_is_a_good_configuration(self):
-        r = self.check(self.uncommented, {"CREDENTIALS_DIRECTORY": "/run/credentials/x"})
+        # A value "@${CREDENTIALS_DIRECTORY}/NAME" is read at start: those files are there, as
+        # the unit's LoadCredential= puts them.
+        with tempfile.TemporaryDirectory() as credentials:
+            named = re.findall(r"@\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", self.uncommented)
+            self.assertTrue(named)
+            for name in named:
+                with open(os.path.join(credentials, name), "w") as f:
+                    f.write("not-a-real-secret\n")
+            r = self.check(self.uncommented, {"CREDENTIALS_DIRECTORY": credentials})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("listen 127.0.0.1:8080", r.stdout)
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
+        self.assertIn("aws-eu (aws)", r.stdout)
         self.assertIn("azure-prod (azure)", r.stdout)
+        self.assertIn("oci-prod (oci)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
@@ -268,7 +278,8 @@ class ExampleConfig(unittest.TestCase):
                   "max-reserved-instances", "max-reservation-duration",
                   "standard-price-per-hour", "premium-price-per-hour", "reserved-price-per-hour"}
         for section, type_ in (("provider.fake", "fake"), ("provider.gce-prod", "gce"),
-                               ("provider.azure-prod", "azure")):
+                               ("provider.aws-eu", "aws"), ("provider.azure-prod", "azure"),
+                               ("provider.oci-prod", "oci")):
             text = f"database-url = postgresql://x@127.0.0.1/y\n[{section}]\ntype = {type_}\n" \
                    "no-such-key = 1\n"
             r = self.check(text)
@@ -278,6 +289,12 @@ class ExampleConfig(unittest.TestCase):
             known = set(m.group(1).split(", ")) | common
             if type_ == "fake":
                 known.discard("endpoint")  # a fake cloud has no API to point at
+            if type_ == "oci":
+                # The alternatives to the key fields, which one section cannot have together
+                # with them, and a pass phrase, which this file must not hold: in its prose.
+                known -= {"config-file", "profile", "pass-phrase"}
+                for key in ("config-file", "profile", "pass-phrase"):
+                    self.assertIn(key, self.example)
             self.assertEqual(known, set(shown[section]), section)
 
 

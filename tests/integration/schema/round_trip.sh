@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history cluster" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers cluster" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -334,12 +334,14 @@ reservation_sets|the unsettled-set index is missing|drop index reservation_sets_
 reservation_sets|the set event trigger is missing|drop trigger reservation_sets_record_event on reservation_sets
 reservation_sets|set_failed is not a cancel reason|alter table reservations drop constraint reservations_cancel_reason_check
 usage_history|an end-of-life index is missing|drop index reservation_events_ended_at_idx
+statement_triggers|the INSERT event trigger is missing|drop trigger instances_record_inserts on instances
+statement_triggers|the jobs INSERT NOTIFY is per row again|drop trigger jobs_notify_insert on jobs; create trigger jobs_notify_insert after insert on jobs for each row execute function jobs_notify()
 cluster|the revocation NOTIFY trigger is missing|drop trigger tokens_notify_revoked on tokens
 cluster|the pacing function is missing|drop function take_call_slots(text, int, double precision, double precision)
 cluster|the nodes table is missing|drop table nodes
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  cluster; do
+  statement_triggers cluster; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
@@ -468,6 +470,29 @@ check_eq "the triggers work after the round trip" "1|2" \
     "update instances set state = 'starting' where id = '$i1'" \
     "select count(*) || '|' || (select version from instances) from instance_events
         where to_state = 'starting'" 2>&1)"
+
+echo "# a batch: many instances and jobs in one INSERT each"
+b1=00000000-0000-7000-8000-0000000000b1
+b2=00000000-0000-7000-8000-0000000000b2
+b3=00000000-0000-7000-8000-0000000000b3
+check_eq "every instance of one INSERT gets its first event, with the reason set" \
+  "3|3|batch" \
+  "$(q "begin" "select set_config('cloudbrain.event_reason', 'batch', true)" \
+    "insert into instances (id, provider, image, instance_type)
+       select unnest(array['$b1', '$b2', '$b3']::uuid[]), 'fake', 'img', 'standard'" \
+    "commit" \
+    "select count(*) || '|' || count(*) filter (where from_state is null and to_state = 'creating')
+            || '|' || string_agg(distinct reason, ',')
+       from instance_events where instance_id in ('$b1', '$b2', '$b3')" 2>&1 | tail -n 1)"
+notified=$(q "listen cloudbrain_jobs" \
+  "insert into jobs (kind, instance_id, provider, cloud_key)
+     values ('create_instance', '$b1', 'one', 'b1'), ('create_instance', '$b2', 'one', 'b2'),
+            ('create_instance', '$b3', 'two', 'b3')" \
+  "select 1" 2>&1)
+check_eq "one INSERT of three jobs for two providers sends one NOTIFY per provider" \
+  "one two" \
+  "$(grep -o 'cloudbrain_jobs" with payload "[a-z]*"' <<<"$notified" | sed 's/.*payload "//; s/"$//' |
+    sort | xargs)"
 
 summary
 ((failed == 0))

@@ -229,12 +229,12 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.threads, 8u);
     EXPECT_EQ(c.blocking_threads, 4u);
     EXPECT_EQ(c.db_pool_size, 32u);
+    EXPECT_FALSE(c.db_prepared_statements);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
     EXPECT_EQ(c.database_direct_url, "pg://direct/b");
     EXPECT_EQ(c.direct_url(), "pg://direct/b");
     EXPECT_EQ(c.node_name, "node-7");
-    EXPECT_FALSE(c.db_prepared_statements);
   };
   {  // flags
     std::vector<std::string> args;
@@ -539,6 +539,30 @@ TEST_F(config_test, credentials_directory_in_file_values) {
             "/run/credentials/cloudbrain.service:/run/credentials/cloudbrain.service");
   // Only the braced name is replaced; nothing else in a value is an environment variable.
   EXPECT_EQ(settings.at("other"), "$CREDENTIALS_DIRECTORY/${HOME}");
+}
+
+// "@/path": the value is in that file (a secret the configuration file must not hold).
+TEST_F(config_test, a_value_may_name_a_file_with_at) {
+  const std::string dir = dir_.string();
+  env["CREDENTIALS_DIRECTORY"] = dir;
+  std::ofstream(dir + "/phrase") << "correct horse\n";
+  const auto path = write(
+      "[provider.oci]\n"
+      "type = oci\n"
+      "pass-phrase = @${CREDENTIALS_DIRECTORY}/phrase\n"
+      "note = not@/a/file\n");
+  const auto r = load({"--config", path, "--database-url", "pg://x/y"});
+  ASSERT_TRUE(r) << r.error().message();
+  const auto& settings = r->provider("oci")->settings;
+  EXPECT_EQ(settings.at("pass-phrase"), "correct horse");
+  EXPECT_EQ(settings.at("note"), "not@/a/file");
+
+  expect_error_naming("[provider.oci]\ntype = oci\npass-phrase = @/nonexistent/phrase\n",
+                      "'provider.oci.pass-phrase' names the file '/nonexistent/phrase', which "
+                      "cannot be read");
+  std::ofstream(dir + "/big") << std::string(70 * 1024, 'x');
+  expect_error_naming("[provider.oci]\ntype = oci\npass-phrase = @" + dir + "/big\n",
+                      "larger than 64 KiB");
 }
 
 TEST_F(config_test, credentials_directory_unset_is_named) {

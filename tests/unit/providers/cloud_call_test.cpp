@@ -43,6 +43,8 @@ TEST(RetryAfter, DeltaSecondsDatesAndGarbage) {
                            "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:47 GMT", ""}) {
     EXPECT_EQ(retry_after_of(answer(429, {{"Retry-After", junk}}), now), 0ms) << junk;
   }
+  EXPECT_EQ(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), now);
+  EXPECT_FALSE(parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC"));
   // Capped at an hour, however long the cloud asks for.
   EXPECT_EQ(retry_after_of(answer(503, {{"Retry-After", "86400"}}), now), 1h);
 }
@@ -171,6 +173,35 @@ TEST_F(call_fixture, A401RenewsTheCredentialsOnceOnly) {
   ASSERT_FALSE(again);
   EXPECT_TRUE(again.error().is(errc::cloud_permanent));
   EXPECT_EQ(refusing.seen(), 2u) << "a second 401 is the answer";
+}
+
+TEST_F(call_fixture, AnAnswerTheDriverKnowsForStaleCredentialsRenewsThemToo) {
+  // EC2 says 400 RequestExpired to an expired session token: renewed once like a 401.
+  scripted_server server({400, 200});
+  auto hooks = hooks_for(server.url());
+  hooks.stale_credentials = [](const net::client_response& res) { return res.status == 400; };
+  auto res = send(hooks);
+  ASSERT_TRUE(res) << res.error().message();
+  EXPECT_EQ(renewals, 1);
+  ASSERT_EQ(server.auth().size(), 2u);
+  EXPECT_EQ(server.auth()[1], "Bearer t2");
+
+  scripted_server refusing({400, 400, 400});
+  auto again = send([&] {
+    auto h = hooks_for(refusing.url());
+    h.stale_credentials = hooks.stale_credentials;
+    return h;
+  }());
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().is(errc::cloud_permanent));
+  EXPECT_EQ(again.error().detail, "refused: answer 1") << "renewed once, then the answer";
+  EXPECT_EQ(refusing.seen(), 2u);
+
+  // Without the hook a 400 is only classified.
+  scripted_server plain({400});
+  auto once = send(hooks_for(plain.url()));
+  ASSERT_FALSE(once);
+  EXPECT_EQ(plain.seen(), 1u);
 }
 
 TEST_F(call_fixture, NoRetryThatWouldNotFitBeforeTheDeadline) {
