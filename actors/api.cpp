@@ -296,13 +296,21 @@ void api::install(net::router& r) {
   r.add(http::verb::delete_, "/instances/:id", authenticated(&api::delete_instance),
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
-  if (cluster_ != nullptr) {
-    r.add(http::verb::get, "/nodes", authenticated(&api::list_nodes), "nodes.list");
-  }
   install_reservations(r);
   install_reservation_sets(r);
   install_usage(r);
   install_operations(r);
+}
+
+void api::install_admin(net::router& r) {
+  install_operations(r);
+  // Admin only: the admin listener is the operators' address (no token there, like /metrics)
+  // until tokens carry roles.
+  if (cluster_ != nullptr) {
+    r.add(
+        http::verb::get, "/nodes", [this](net::request_context& c) { return list_nodes(c, 0); },
+        "nodes.list");
+  }
 }
 
 void api::install_operations(net::router& r) {

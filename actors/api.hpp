@@ -91,10 +91,12 @@ class api {
       const provider_registry& providers);
 
   void install(net::router& r);
-  // Only /livez and /readyz (install() includes them): for the admin listener.
+  // Only /livez and /readyz (install() includes them).
   void install_operations(net::router& r);
+  // The admin listener's routes: /livez, /readyz and GET /nodes (after set_cluster()).
+  void install_admin(net::router& r);
   // The cluster this node belongs to (GET /nodes, the leaders in GET /providers); before
-  // install().
+  // install() and install_admin().
   void set_cluster(cluster_store& cluster, std::string node_name);
 
  private:

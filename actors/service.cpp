@@ -41,7 +41,11 @@
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <set>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -236,6 +240,15 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
   meter.learn_routes(*routes);
+  // The admin listener: the operations routes, for probes and Prometheus, and what is for
+  // operators only (GET /nodes).
+  std::shared_ptr<net::router> admin_routes;
+  if (admin_listen) {
+    admin_routes = std::make_shared<net::router>();
+    http_api.install_admin(*admin_routes);
+    admin_routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+    meter.learn_routes(*admin_routes);
+  }
   const auto on_request_done = [&meter](std::string_view method, std::string_view route,
                                         unsigned code, std::chrono::nanoseconds took) {
     meter.request_done(method, route, code, took);
@@ -246,19 +259,23 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   server_cfg.on_request_done = on_request_done;
   net::server server(ioc, server_cfg, routes);
   if (mode == serve_mode::print_routes) {
+    std::set<std::pair<std::string, std::string>> on_listen;
     for (const auto& r : routes->routes()) {
       std::cout << net::http::to_string(r.method) << ' ' << r.pattern << ' ' << r.name
                 << (r.upgrade ? " upgrade" : "") << '\n';
+      on_listen.emplace(std::string(net::http::to_string(r.method)), r.pattern);
+    }
+    // Those served on admin-listen only, marked so.
+    for (const auto& r : admin_routes ? admin_routes->routes() : std::vector<net::route_info>{}) {
+      if (on_listen.contains({std::string(net::http::to_string(r.method)), r.pattern})) continue;
+      std::cout << net::http::to_string(r.method) << ' ' << r.pattern << ' ' << r.name
+                << " admin\n";
     }
     return 0;
   }
 
-  // The admin listener: only the operations routes, for probes and Prometheus.
   std::unique_ptr<net::server> admin;
-  if (admin_listen) {
-    auto admin_routes = std::make_shared<net::router>();
-    http_api.install_operations(*admin_routes);
-    admin_routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+  if (admin_routes) {
     net::server_config admin_cfg;
     admin_cfg.listen = *admin_listen;
     admin_cfg.max_connections = 256;

@@ -12,6 +12,8 @@
 #   CLOUDBRAIN            the binary (default: cloudbrain on the PATH)
 #   LISTEN                HAProxy's address (default 127.0.0.1:8080)
 #   BASE_PORT             node-N listens on 127.0.0.1:BASE_PORT+N (default 8080: 8081, 8082, 8083)
+#   ADMIN_BASE_PORT       node-N's admin-listen (/livez, /readyz, /metrics, /nodes) is
+#                         127.0.0.1:ADMIN_BASE_PORT+N (default BASE_PORT+10: 8091, 8092, 8093)
 #   RUN_DIR               where the logs and HAProxy's settings go (default: a new temporary one)
 # CONFIG (optional) gives the providers and other keys, as for `cloudbrain serve --config`;
 # `listen` and `node-name` are set per node here. The schema must be deployed already.
@@ -22,6 +24,7 @@ config=${1:-}
 cloudbrain=${CLOUDBRAIN:-cloudbrain}
 listen=${LISTEN:-127.0.0.1:8080}
 base_port=${BASE_PORT:-8080}
+admin_base_port=${ADMIN_BASE_PORT:-$((base_port + 10))}
 run_dir=${RUN_DIR:-$(mktemp -d /tmp/cloudbrain-cluster-XXXXXX)}
 : "${DATABASE_URL:?set DATABASE_URL to the cloudbrain database}"
 direct_url=${DATABASE_DIRECT_URL:-$DATABASE_URL}
@@ -41,19 +44,20 @@ trap stop INT TERM EXIT
 
 for n in 1 2 3; do
   port=$((base_port + n))
-  args=(serve --listen "127.0.0.1:$port" --node-name "node-$n" --database-url "$DATABASE_URL"
-    --database-direct-url "$direct_url")
+  admin_port=$((admin_base_port + n))
+  args=(serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin_port"
+    --node-name "node-$n" --database-url "$DATABASE_URL" --database-direct-url "$direct_url")
   if [[ -n $config ]]; then args+=(--config "$config"); fi
   "$cloudbrain" "${args[@]}" >>"$run_dir/node-$n.log" 2>&1 &
   pids+=($!)
-  export "CB_NODE$n=127.0.0.1:$port"
+  export "CB_NODE$n=127.0.0.1:$port" "CB_NODE${n}_ADMIN_PORT=$admin_port"
 done
 export CB_LISTEN=$listen
 haproxy -db -f "$here/haproxy.cfg" >>"$run_dir/haproxy.log" 2>&1 &
 pids+=($!)
 
-echo "run-three-nodes: node-1..3 on 127.0.0.1:$((base_port + 1))-$((base_port + 3)), HAProxy on" \
-  "$listen; logs in $run_dir"
+echo "run-three-nodes: node-1..3 on 127.0.0.1:$((base_port + 1))-$((base_port + 3)) (admin" \
+  "$((admin_base_port + 1))-$((admin_base_port + 3))), HAProxy on $listen; logs in $run_dir"
 # Until a signal, or until one of them exits on its own (which stops the others too).
 while true; do
   for pid in "${pids[@]}"; do

@@ -364,9 +364,20 @@ class Service:
         assert line.startswith("generated token: "), line
         return line[len("generated token: "):]
 
+    @property
+    def admin_port(self):
+        """The port of `admin-listen`, which the test must have set."""
+        listen = self.settings.get("admin-listen")
+        assert listen, "this service has no admin-listen"
+        return int(listen.rsplit(":", 1)[1])
+
     def request(self, method, path, body=None, headers=None, auth=True, token=None, timeout=30,
-                raw=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+                raw=None, admin=False):
+        """A request to `listen`, or with admin=True to `admin-listen` (where no token goes)."""
+        port = self.admin_port if admin else self.port
+        if admin:
+            auth = False
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
             hdrs = dict(headers or {})
             if auth:

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 
-from cloudbrain_test import Service, wait_until
+from cloudbrain_test import Service, free_port, wait_until
 
 
 class Cluster:
@@ -22,6 +22,8 @@ class Cluster:
         for i in range(n):
             s = dict(settings or {})
             s["node-name"] = "node-%d" % (i + 1)
+            # GET /nodes is served there only (admin only, until tokens carry roles)
+            s.setdefault("admin-listen", "127.0.0.1:%d" % free_port())
             self.nodes.append(Service(db, providers=providers, settings=s, env=env))
         self.stopped = set()  # names of nodes SIGSTOPped by the test, to SIGCONT at the end
 
@@ -75,6 +77,13 @@ class Cluster:
             for role in ("reconciler", "janitor"):
                 out[(p["name"], role)] = p[role]
         return out
+
+    def list_nodes(self, via=None):
+        """GET /nodes on `via`'s admin listener (any live node by default): the answer's body."""
+        via = via or self.alive()[0]
+        r = via.request("GET", "/nodes", admin=True, timeout=10)
+        assert r.status == 200, r
+        return r.json()
 
     def leader(self, provider, role, via=None):
         return self.roles(via)[(provider, role)]["leader"]
@@ -170,9 +179,9 @@ def max_per_window(times, window=1.0):
     return best
 
 
-def metric(node, name, **labels):
-    """One sample of GET /metrics on `node` (0 when absent)."""
-    r = node.request("GET", "/metrics", auth=False, timeout=10)
+def metric(service, name, **labels):
+    """One sample of GET /metrics on `service` (0 when absent)."""
+    r = service.request("GET", "/metrics", auth=False, timeout=10)
     assert r.status == 200, r
     want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
     for line in r.body.splitlines():

@@ -308,9 +308,9 @@ class NodesAndRoles(unittest.TestCase):
         for provider in ("gce", "other"):
             for role in ("reconciler", "janitor"):
                 cluster.wait_leader(provider, role)
-        r = cluster.nodes[2].request("GET", "/nodes")
-        self.assertEqual(r.status, 200, r)
-        body = r.json()
+        # Admin only: on the admin listener, not on the API's.
+        self.assertEqual(cluster.nodes[2].request("GET", "/nodes").status, 404)
+        body = cluster.list_nodes(via=cluster.nodes[2])
         self.assertEqual(body["node"], "node-3")
         nodes = {n["name"]: n for n in body["nodes"]}
         self.assertEqual(sorted(nodes), ["node-1", "node-2", "node-3"])
@@ -356,7 +356,7 @@ class NodesAndRoles(unittest.TestCase):
         taker = cluster.wait_leader("gce", "reconciler", timeout=10, other_than=gone)
         took = cluster.leader_since("gce", "reconciler", taker) - stopped_at
         self.assertLessEqual(took, TAKEOVER_AFTER_DEATH)
-        body = cluster.nodes[0 if gone != "node-1" else 1].request("GET", "/nodes").json()
+        body = cluster.list_nodes(via=cluster.nodes[0 if gone != "node-1" else 1])
         self.assertNotIn(gone, [n["name"] for n in body["nodes"]])
         print("\nclean stop: %s's reconciler role to %s in %.2fs" % (gone, taker, took))
 
@@ -373,10 +373,11 @@ class ThreeNodeExample(unittest.TestCase):
         config = os.path.join(workdir, "cloudbrain.conf")
         with open(config, "w") as f:
             f.write("[provider.gce]\ntype = fake\nzones = zone-a\n")
-        base = free_ports_in_a_row(4)
+        base = free_ports_in_a_row(7)  # HAProxy, the three nodes, their admin listeners
         listen = "127.0.0.1:%d" % base
         env = dict(os.environ, DATABASE_URL=db.url, CLOUDBRAIN=require_env("CLOUDBRAIN_BIN"),
-                   LISTEN=listen, BASE_PORT=str(base), RUN_DIR=os.path.join(workdir, "run"))
+                   LISTEN=listen, BASE_PORT=str(base), ADMIN_BASE_PORT=str(base + 3),
+                   RUN_DIR=os.path.join(workdir, "run"))
         proc = subprocess.Popen(["bash", script, config], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
@@ -387,29 +388,50 @@ class ThreeNodeExample(unittest.TestCase):
         self.addCleanup(stop)
         front = Service(db, providers={})
         front.port = base  # HAProxy's port: requests through the balancer
+        nodes = []
+        for i in (1, 2, 3):
+            n = Service(db, providers={},
+                        settings={"admin-listen": "127.0.0.1:%d" % (base + 3 + i)})
+            n.port = base + i
+            nodes.append(n)
+
         def ready():
-            self.assertIsNone(proc.poll(), "the script exited")
+            if proc.poll() is not None:
+                raise AssertionError("the script exited with %d:\n%s"
+                                     % (proc.returncode, proc.stdout.read()))
             try:
                 return front.request("GET", "/readyz", auth=False, timeout=2).status == 200
             except OSError:
                 return False
         wait_until(ready, 90, interval=0.2, what="the three nodes behind HAProxy to be ready")
+        # HAProxy sends to a node once two health checks (a second apart) passed: all three.
+        wait_until(lambda: all(n.request("GET", "/readyz", admin=True, timeout=2).status == 200
+                               for n in nodes), 30, interval=0.2, what="every node ready")
+        time.sleep(3)
         token = front.create_token("example")
 
-        def answered_by():
-            r = front.request("GET", "/nodes", token=token, timeout=10)
-            return r.json()["node"] if r.status == 200 else None
-        seen = wait_until(lambda: len({answered_by() for _ in range(6)} - {None}) == 3, 60,
-                          interval=0.5, what="all three nodes to answer through HAProxy")
-        self.assertTrue(seen)
-        body = front.request("GET", "/nodes", token=token).json()
+        def answered():
+            return [metric(n, "cloudbrain_http_requests_total", method="GET", route="/providers",
+                           status="200") for n in nodes]
+        before = answered()
+        for _ in range(9):
+            self.assertEqual(front.request("GET", "/providers", token=token, timeout=10).status,
+                             200)
+        # Round robin: each node answered some of them (in order, three each).
+        spread = [a - b for a, b in zip(answered(), before)]
+        self.assertEqual(sum(spread), 9, spread)
+        self.assertTrue(all(n >= 1 for n in spread), spread)
+        # GET /nodes on a node's admin listener; HAProxy does not expose it.
+        self.assertEqual(front.request("GET", "/nodes", token=token).status, 404)
+        body = nodes[1].request("GET", "/nodes", admin=True).json()
+        self.assertEqual(body["node"], "node-2")
         self.assertEqual([(n["name"], n["state"], n["address"]) for n in body["nodes"]],
                          [("node-%d" % i, "live", "127.0.0.1:%d" % (base + i))
                           for i in (1, 2, 3)])
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         self.assertIn("stopping", out)
-        for i in range(4):
+        for i in range(7):
             with self.assertRaises(OSError, msg="port %d still open" % (base + i)):
                 socket.create_connection(("127.0.0.1", base + i), timeout=1).close()
         self.assertEqual(db.query("SELECT count(*) FROM nodes"), "0", "clean stops leave no row")
