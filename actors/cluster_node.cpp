@@ -247,7 +247,6 @@ asio::awaitable<result<void>> cluster_node::tick(pg::connection& c) {
     const std::vector<pg::param> record{me_.name, won_ids};
     auto recorded = co_await c.query(record_leader_sql, record, after(timing_.statement_timeout));
     if (!recorded) co_return recorded.error();
-    for (const std::size_t at : won) roles_[at].lead->gained();
   }
   co_return result<void>{};
 }

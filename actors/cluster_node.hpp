@@ -51,22 +51,16 @@ class leadership {
     return steady_clock::now().time_since_epoch().count() <
            valid_until_.load(std::memory_order_acquire);
   }
-  // Called (on the coordinator's strand) when the role is won; set before the role is offered.
-  void on_gained(std::function<void()> f) { on_gained_ = std::move(f); }
 
   // The coordinator's side.
   void hold_until(steady_clock::time_point t) {
     valid_until_.store(t.time_since_epoch().count(), std::memory_order_release);
   }
   void drop() { valid_until_.store(0, std::memory_order_release); }
-  void gained() const {
-    if (on_gained_) on_gained_();
-  }
 
  private:
   std::string provider_;
   std::string role_;
-  std::function<void()> on_gained_;
   std::atomic<steady_clock::rep> valid_until_{0};
 };
 

@@ -49,8 +49,8 @@ cluster_rate_limiter::cluster_rate_limiter(asio::any_io_executor strand, pg::poo
       batch_(std::max(1, static_cast<int>(std::ceil(rate / 4)))) {}
 
 std::int64_t cluster_rate_limiter::window_bound() const {
-  const double lateness_s = std::chrono::duration<double>(lateness).count();
-  return static_cast<std::int64_t>(std::floor(rate_ + rate_ * lateness_s)) + 1;
+  const double spread_s = std::chrono::duration<double>(lateness + transit).count();
+  return static_cast<std::int64_t>(std::floor(rate_ + rate_ * spread_s)) + 1;
 }
 
 void cluster_rate_limiter::pause(steady_clock::duration d) {

@@ -27,12 +27,15 @@ struct rate_limiter_stats {
 // follow each other 1/rate seconds apart whichever node takes them, a few at a time (at most a
 // quarter second's worth), and none further than a second ahead. A call goes no earlier than
 // its slot, and no later than `lateness` after it, or the slot is given up; so the calls that
-// leave all nodes together in any one second are at most rate + rate * lateness + 1. When the
-// database cannot be asked, no call goes. One per provider, on the provider actor's strand:
-// take() and pause() are called there only.
+// leave all nodes together in any one second are at most rate + rate * lateness + 1, and the
+// cloud, which sees them after a network delay that varies by up to `transit` more, at most
+// rate + rate * (lateness + transit) + 1 (window_bound()). When the database cannot be asked,
+// no call goes. One per provider, on the provider actor's strand: take() and pause() are called
+// there only.
 class cluster_rate_limiter {
  public:
-  static constexpr std::chrono::milliseconds lateness{100};
+  static constexpr std::chrono::milliseconds lateness{50};
+  static constexpr std::chrono::milliseconds transit{50};
   static constexpr std::chrono::milliseconds horizon{1000};
 
   // `strand`: the provider actor's, where take() and pause() are called.
@@ -45,7 +48,8 @@ class cluster_rate_limiter {
   void pause(steady_clock::duration d);
 
   [[nodiscard]] const rate_limiter_stats& stats() const { return stats_; }
-  // The most calls any one-second window may see, as documented: rate + rate*lateness + 1.
+  // The most calls any one-second window at the cloud may see, as documented:
+  // rate + rate * (lateness + transit) + 1.
   [[nodiscard]] std::int64_t window_bound() const;
 
  private:

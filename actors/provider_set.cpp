@@ -102,9 +102,6 @@ void provider_set::bring_up(const provider_section& section,
   janitors_.push_back(std::make_unique<reservation_janitor>(
       ex_, actor, reservations_, status_, *janitoring, cfg_.janitor_interval,
       cfg_.reservation_unused_grace, cfg_.orphan_grace));
-  // Won the role: the first pass at once, as the node before would have gone on.
-  reconciling->on_gained([r = reconcilers_.back().get()] { (void)r->tell(reconcile_now{}); });
-  janitoring->on_gained([j = janitors_.back().get()] { (void)j->tell(janitor_pass_now{}); });
   cluster_.offer({reconciling.get(), janitoring.get()});
   {
     const std::lock_guard lock(roles_mutex_);

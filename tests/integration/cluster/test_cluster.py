@@ -164,6 +164,8 @@ class ThreeNodesUnderChaos(GceCluster):
         orphans = int(db.query("SELECT count(*) FROM instance_events "
                                "WHERE kind = 'orphan_deleted'"))
         per_second = max_per_window(self.calls_since(seq))
+        r = cluster.alive()[0].request("GET", "/providers")
+        self.assertLessEqual(per_second, r.json()["providers"][0]["pacing"]["window_bound"])
         print("\ncluster chaos: %d nodes, %d instances; SIGKILL of %s: reconciler to %s in "
               "%.2fs; SIGSTOP of %s for %ds: reconciler to %s in %.2fs; all running in %.1fs, "
               "all terminated in %.1fs; 0 duplicates, %d orphans deleted, none left; most "
