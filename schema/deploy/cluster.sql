@@ -18,8 +18,10 @@ CREATE TABLE public.nodes (
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
 
-COMMENT ON COLUMN public.nodes.incarnation IS 'new at every start: a restart under the same name is a new incarnation';
-COMMENT ON COLUMN public.nodes.backend_pid IS 'pg_backend_pid() of the node''s coordination session (joins pg_locks)';
+COMMENT ON COLUMN public.nodes.incarnation IS
+    'new at every start: a restart under the same name is a new incarnation';
+COMMENT ON COLUMN public.nodes.backend_pid IS
+    'pg_backend_pid() of the node''s coordination session (joins pg_locks)';
 
 -- What one node does for the whole cluster: each provider's reconciler and reservation janitor.
 -- Whoever holds the session-level advisory lock (2 key form: 1667329024, id) on its coordination
