@@ -17,7 +17,6 @@ namespace http = net::http;
 
 namespace {
 
-constexpr std::size_t max_tags = 32;
 constexpr std::string_view instance_states[] = {"creating",    "starting",   "running",
                                                 "terminating", "terminated", "errored"};
 
@@ -33,258 +32,16 @@ net::response not_found(std::string_view what) {
                       "no instance " + std::string(what));
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
-
-// Tag keys and values follow the strictest cloud (GCE labels), so that they travel anywhere.
-bool valid_tag_key(std::string_view k) {
-  if (k.empty() || k.size() > 63 || !(k[0] >= 'a' && k[0] <= 'z')) return false;
-  for (char c : k)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
-  return true;
-}
-
-bool valid_tag_value(std::string_view v) {
-  if (v.size() > 63) return false;
-  for (char c : v)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
-  return true;
-}
-
-std::string hex_sha256(std::string_view s) {
-  const auto d = sha256(s.data(), s.size());
-  return to_hex(d.data(), d.size());
-}
-
 }  // namespace
 
-result<std::optional<idempotent_request>> idempotency_of(const net::request& req,
-                                                         std::string_view identity) {
-  const auto k = req.find("Idempotency-Key");
-  if (k == req.end()) return std::optional<idempotent_request>{};
-  const std::string_view key = k->value();
-  if (key.empty() || key.size() > 255) {
-    return fail(errc::invalid_argument, "Idempotency-Key must be 1 to 255 characters");
-  }
-  return std::optional<idempotent_request>{
-      idempotent_request{std::string(key), hex_sha256(identity)}};
-}
-
-net::response invalid_idempotency_key() {
-  return net::problem(http::status::unprocessable_entity, "invalid_idempotency_key",
-                      "The request is not valid", "Idempotency-Key must be 1 to 255 characters");
-}
-
-net::response raw_json(http::status status, std::string body) {
-  return net::text_response(status, "application/json", std::move(body));
-}
-
-net::response invalid(const validation& v) {
-  std::string detail = v.errors.size() == 1
-                           ? v.errors.front()
-                           : std::to_string(v.errors.size()) +
-                                 " problems with the request: " + v.errors.front() +
-                                 " (and more, see errors)";
-  const auto status =
-      v.code == "malformed_json" ? http::status::bad_request : http::status::unprocessable_entity;
-  return net::problem(status, v.code, "The request is not valid", detail, v.errors);
-}
-
-bool is_json_content_type(std::string_view ct) {
-  auto media = ct.substr(0, ct.find(';'));
-  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
-  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
-  if (iequals(media, "application/json")) return true;
-  // application/*+json (RFC 6839 structured syntax suffix): problem+json, merge-patch+json, ...
-  constexpr std::string_view prefix = "application/", suffix = "+json";
-  return media.size() > prefix.size() + suffix.size() &&
-         iequals(media.substr(0, prefix.size()), prefix) &&
-         iequals(media.substr(media.size() - suffix.size()), suffix) &&
-         media.substr(prefix.size(), media.size() - prefix.size() - suffix.size())
-                 .find_first_of("/ ") == std::string_view::npos;
-}
-
-std::optional<net::response> refuse_media_type(const net::request& req) {
-  // No Content-Type (or an empty one) is read as JSON: Cloud Brain's own client, Go's net/http
-  // posting a bytes.Reader, sends none, and the original server decoded whatever it got.
-  const auto ct = req.find(http::field::content_type);
-  if (ct == req.end()) return std::nullopt;
-  const std::string_view value = ct->value();
-  if (value.find_first_not_of(" \t") == std::string_view::npos || is_json_content_type(value)) {
-    return std::nullopt;
-  }
-  std::string shown(value.substr(0, 100));
-  for (char& c : shown) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  }
-  return net::problem(http::status::unsupported_media_type, "unsupported_media_type",
-                      "Unsupported media type",
-                      "the body must be JSON: send Content-Type: application/json (or none), "
-                      "not '" +
-                          shown + "'");
-}
-
-std::optional<std::string> presented_token(const net::request& req) {
-  const auto it = req.find(http::field::authorization);
-  if (it == req.end()) return std::nullopt;
-  const std::string_view value = it->value();
-  const auto space = value.find(' ');
-  if (space == std::string_view::npos) return std::nullopt;
-  const auto scheme = value.substr(0, space);
-  auto rest = value.substr(space + 1);
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  if (iequals(scheme, "token")) return std::string(rest);
-  if (iequals(scheme, "basic")) {
-    auto decoded = base64_decode(rest);
-    if (!decoded) return std::nullopt;
-    const auto colon = decoded->find(':');
-    if (colon == std::string::npos || decoded->substr(0, colon) != "token") return std::nullopt;
-    return decoded->substr(colon + 1);
-  }
-  return std::nullopt;
-}
-
-void parse_tags(const json::object& body, validation& v, json::object& out) {
-  if (const auto* tags = body.if_contains("tags"); tags && !tags->is_null()) {
-    if (!tags->is_object()) {
-      v.errors.push_back("'tags' must be an object of strings");
-    } else if (tags->as_object().size() > max_tags) {
-      v.errors.push_back("at most 32 tags are allowed");
-    } else {
-      for (const auto& [k, val] : tags->as_object()) {
-        if (!val.is_string()) {
-          v.errors.push_back("tag '" + std::string(k) + "' must have a string value");
-        } else if (!valid_tag_key(k) || std::string_view(k).starts_with("cloudbrain")) {
-          v.errors.push_back("tag key '" + std::string(k) +
-                             "' must be 1-63 characters of a-z, 0-9, '_' and '-', start with a "
-                             "letter, and not start with 'cloudbrain'");
-        } else if (!valid_tag_value(val.as_string())) {
-          v.errors.push_back("tag '" + std::string(k) +
-                             "' must have a value of at most 63 characters of a-z, 0-9, '_' "
-                             "and '-'");
-        } else {
-          out[k] = val.as_string();
-        }
-      }
-    }
-  }
-}
-
-std::pair<instance_request, validation> parse_instance_request(std::string_view body,
-                                                               const provider_registry& providers) {
-  instance_request req;
-  validation v;
-  boost::system::error_code ec;
-  json::value doc = json::parse(body, ec);
-  if (ec) {
-    v.code = "malformed_json";
-    v.errors.push_back("the body is not valid JSON: " + ec.message());
-    return {req, v};
-  }
-  if (!doc.is_object()) {
-    v.errors.push_back("the body must be a JSON object");
-    return {req, v};
-  }
-  const auto& o = doc.as_object();
-  static constexpr std::string_view known[] = {
-      "provider", "image", "instance_type", "public_ssh_key", "zone", "reservation_id", "tags"};
-  for (const auto& [k, val] : o) {
-    if (std::find(std::begin(known), std::end(known), std::string_view(k)) == std::end(known)) {
-      v.code = "unknown_field";
-      v.errors.push_back("unknown field '" + std::string(k) + "'");
-    }
-  }
-  auto string_field = [&](std::string_view name, bool required,
-                          std::size_t max_len) -> std::optional<std::string> {
-    const auto* f = o.if_contains(name);
-    if (!f || f->is_null()) {
-      if (required) v.errors.push_back("'" + std::string(name) + "' is required");
-      return std::nullopt;
-    }
-    if (!f->is_string()) {
-      v.errors.push_back("'" + std::string(name) + "' must be a string");
-      return std::nullopt;
-    }
-    std::string s(f->as_string());
-    if (s.find('\0') != std::string::npos) {
-      v.errors.push_back("'" + std::string(name) + "' must not contain NUL characters");
-      return std::nullopt;
-    }
-    if (required && s.empty()) {
-      v.errors.push_back("'" + std::string(name) + "' must not be empty");
-      return std::nullopt;
-    }
-    if (s.size() > max_len) {
-      v.errors.push_back("'" + std::string(name) + "' is longer than " + std::to_string(max_len) +
-                         " characters");
-      return std::nullopt;
-    }
-    return s;
-  };
-
-  const auto provider = string_field("provider", true, 63);
-  const provider_section* section = nullptr;
-  if (provider) {
-    section = providers.section(*provider);
-    if (!section) {
-      if (v.errors.empty()) v.code = "unknown_provider";
-      v.errors.push_back("unknown provider '" + *provider + "'");
-    } else {
-      req.provider = *provider;
-    }
-  }
-  if (auto image = string_field("image", true, 1024)) req.image = *image;
-  if (auto type = string_field("instance_type", false, 32)) {
-    // travis-ci/worker sends the job's vm_type: "default" or "premium" (or "" when unset), and
-    // Cloud Brain took anything but "premium" as standard.
-    if (type->empty() || *type == "default") *type = "standard";
-    if (*type != "standard" && *type != "premium") {
-      v.errors.push_back("'instance_type' must be 'standard' or 'premium', not '" + *type + "'");
-    } else {
-      req.instance_type = *type;
-    }
-  }
-  req.public_ssh_key = string_field("public_ssh_key", false, std::size_t{16} * 1024);
-  // The worker always sends the field, empty when it has no key: the same as none.
-  if (req.public_ssh_key && req.public_ssh_key->empty()) req.public_ssh_key.reset();
-  if (req.public_ssh_key && req.public_ssh_key->find('\n') != std::string::npos) {
-    v.errors.push_back("'public_ssh_key' must be a single line");
-  }
-  if (auto zone = string_field("zone", false, 63)) {
-    if (section && !section->zones.empty() &&
-        std::find(section->zones.begin(), section->zones.end(), *zone) == section->zones.end()) {
-      v.errors.push_back("zone '" + *zone + "' is not one of provider '" + section->name +
-                         "''s zones");
-    } else {
-      req.zone = *zone;
-    }
-  }
-  if (auto rid = string_field("reservation_id", false, 64)) {
-    if (auto id = uuid::parse(*rid)) {
-      req.reservation_id = id->str();
-    } else {
-      v.errors.push_back("'reservation_id' must be a UUID");
-    }
-  }
-  parse_tags(o, v, req.tags);
-
-  return {req, v};
-}
-
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
-         reservation_set_store& sets, authenticator& auth, health& h,
+         audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
          const provider_registry& providers)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
       sets_(sets),
+      audit_(audit),
       auth_(auth),
       health_(h),
       providers_(providers) {}
@@ -326,14 +83,53 @@ net::handler api::authenticated(handler_fn fn) {
     if (!token) co_return unauthorized();
     const auto parts = parse_token(*token);
     if (!parts) co_return unauthorized();
-    if (const auto known = auth_.cached(*parts)) co_return co_await (this->*fn)(ctx, *known);
-    auto id = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
+    auto id = auth_.cached(*parts);
     if (!id) {
-      if (id.error().is(errc::unauthorized)) co_return unauthorized();
-      co_return net::problem_from_error(id.error());
+      auto verified = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
+      if (!verified) {
+        if (verified.error().is(errc::unauthorized)) co_return unauthorized();
+        co_return net::problem_from_error(verified.error());
+      }
+      id = *verified;
     }
-    co_return co_await (this->*fn)(ctx, *id);
+    auto res = co_await (this->*fn)(ctx, *id);
+    const auto method = ctx.req.method();
+    if (method != http::verb::get && method != http::verb::head) co_await audit(ctx, *id, res);
+    co_return res;
   };
+}
+
+asio::awaitable<void> api::audit(const net::request_context& ctx, std::int64_t token_id,
+                                 const net::response& res) {
+  audit_event e;
+  e.token_id = token_id;
+  e.request_id = ctx.request_id;
+  e.address = ctx.remote.address().to_string();
+  e.action = std::string(ctx.route);
+  e.method = std::string(ctx.req.method_string());
+  // What was acted on: a create's new resource (its Location), else the path.
+  const auto location = res.find(http::field::location);
+  if (location != res.end()) {
+    const std::string_view l = location->value();
+    e.target = std::string(l.substr(l.rfind('/') + 1));
+  } else {
+    e.target = std::string(ctx.path);
+  }
+  e.status = res.result_int();
+  e.outcome = "ok";
+  if (e.status >= 400) {
+    boost::system::error_code ec;
+    const auto problem = json::parse(res.body(), ec);
+    const auto* code =
+        !ec && problem.is_object() ? problem.as_object().if_contains("code") : nullptr;
+    e.outcome = code && code->is_string() ? std::string(code->as_string()) : "error";
+  }
+  const std::string request_id = e.request_id;
+  auto recording = audit_.record(std::move(e));
+  if (auto r = co_await std::move(recording); !r) {
+    // The mutation has happened: its answer goes out, and the gap in the trail is loud.
+    log::error("audit record failed", {{"request_id", request_id}, {"error", r.error().message()}});
+  }
 }
 
 std::string api::base_url_of(const net::request_context& ctx) const {
@@ -360,7 +156,7 @@ std::string api::location_of(const net::request_context& ctx, const std::string&
 asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
                                                     std::int64_t token_id) {
   if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
-  auto [req, v] = parse_instance_request(ctx.req.body(), providers_);
+  auto [req, v] = parse_instance_request(ctx.req.body(), sections());
   if (!v.ok()) co_return invalid(v);
 
   auto idem = idempotency_of(ctx.req, ctx.req.body());
@@ -400,53 +196,10 @@ asio::awaitable<net::response> api::get_instance(net::request_context& ctx, std:
 }
 
 asio::awaitable<net::response> api::list_instances(net::request_context& ctx, std::int64_t) {
-  list_filter f;
-  validation v;
-  for (const auto& p : ctx.query) {
-    const std::string key = p.key;
-    const std::string value = p.has_value ? std::string(p.value) : std::string();
-    if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
-      v.errors.push_back("query parameters must not contain NUL characters");
-      continue;
-    }
-    if (key == "provider") {
-      f.provider = value;
-    } else if (key == "state") {
-      if (std::find(std::begin(instance_states), std::end(instance_states), value) ==
-          std::end(instance_states)) {
-        v.errors.push_back(
-            "'state' must be one of creating, starting, running, terminating, "
-            "terminated, errored; not '" +
-            value + "'");
-      } else {
-        f.state = value;
-      }
-    } else if (key.starts_with("tag.") && key.size() > 4) {
-      f.tags[key.substr(4)] = value;
-    } else if (key == "limit") {
-      std::size_t n = 0;
-      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec != std::errc{} || end != value.data() + value.size() || n < 1 || n > 1000) {
-        v.errors.push_back("'limit' must be a number from 1 to 1000, not '" + value + "'");
-      } else {
-        f.limit = n;
-      }
-    } else if (key == "after") {
-      f.after = value;
-    } else {
-      v.code = "unknown_parameter";
-      v.errors.push_back("unknown query parameter '" + key + "'");
-    }
-  }
+  auto [f, v] = parse_list_query(ctx.query, instance_states);
   if (!v.ok()) co_return invalid(v);
   auto page = co_await store_.list(f);
-  if (!page) {
-    if (page.error().is(errc::invalid_argument)) {
-      v.errors.push_back(page.error().detail);
-      co_return invalid(v);
-    }
-    co_return net::problem_from_error(page.error());
-  }
+  if (!page) co_return net::problem_from_error(page.error());
   std::string body = "{\"instances\":" + page->instances_json + ",\"next\":";
   body += page->next ? "\"" + *page->next + "\"" : std::string("null");
   body += '}';

@@ -18,132 +18,9 @@ namespace {
 
 constexpr std::string_view set_states[] = {"pending",   "active",  "partial", "cancelling",
                                            "cancelled", "expired", "failed"};
-// Placements in one set: enough for every region of every cloud a run may want.
-constexpr std::size_t max_placements = 20;
-
 net::response set_not_found(std::string_view what) {
   return net::problem(http::status::not_found, "reservation_set_not_found", "Not found",
                       "no reservation set " + std::string(what));
-}
-
-struct parsed_set {
-  reservation_set_request req;
-  validation v;
-  std::map<std::string, const provider_section*> sections;  // by provider name
-  bool over_cap = false;  // the request asks for more than a cost guard allows
-};
-
-parsed_set parse_set_request(std::string_view body, const provider_registry& providers,
-                             system_clock::time_point now) {
-  parsed_set p;
-  auto& v = p.v;
-  auto& req = p.req;
-  boost::system::error_code ec;
-  json::value doc = json::parse(body, ec);
-  if (ec) {
-    v.code = "malformed_json";
-    v.errors.push_back("the body is not valid JSON: " + ec.message());
-    return p;
-  }
-  if (!doc.is_object()) {
-    v.errors.push_back("the body must be a JSON object");
-    return p;
-  }
-  const auto& o = doc.as_object();
-  static constexpr std::string_view known[] = {"placements", "ends_at", "duration_minutes", "tags",
-                                               "on_partial"};
-  static constexpr std::string_view known_in_placement[] = {"provider", "instance_type", "count",
-                                                            "zones"};
-  for (const auto& [k, val] : o) {
-    if (std::find(std::begin(known), std::end(known), std::string_view(k)) == std::end(known)) {
-      v.code = "unknown_field";
-      v.errors.push_back("unknown field '" + std::string(k) + "'");
-    }
-  }
-
-  std::map<std::string, std::int64_t> asked;  // instances per provider, all placements together
-  const auto* placements = o.if_contains("placements");
-  if (!placements || placements->is_null()) {
-    v.errors.push_back("'placements' is required");
-  } else if (!placements->is_array() || placements->as_array().empty()) {
-    v.errors.push_back("'placements' must be a non-empty array of placements");
-  } else if (placements->as_array().size() > max_placements) {
-    v.errors.push_back("'placements' may hold at most " + std::to_string(max_placements) +
-                       " placements");
-  } else {
-    const auto& list = placements->as_array();
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      const std::string where = "placements[" + std::to_string(i) + "]: ";
-      if (!list[i].is_object()) {
-        v.errors.push_back(where + "a placement must be an object");
-        continue;
-      }
-      const auto& po = list[i].as_object();
-      for (const auto& [k, val] : po) {
-        if (std::find(std::begin(known_in_placement), std::end(known_in_placement),
-                      std::string_view(k)) == std::end(known_in_placement)) {
-          v.code = "unknown_field";
-          v.errors.push_back(where + "unknown field '" + std::string(k) + "'");
-        }
-      }
-      auto c = parse_capacity_fields(po, providers, where, v);
-      p.over_cap = p.over_cap || c.over_cap;
-      if (c.section) {
-        p.sections[c.section->name] = c.section;
-        asked[c.section->name] += c.count;
-      }
-      req.placements.push_back(placement{std::move(c.provider), std::move(c.instance_type), c.count,
-                                         std::move(c.zones)});
-    }
-  }
-  // The cost cap counts the placements on a provider together.
-  for (const auto& [name, n] : asked) {
-    const auto* section = p.sections.at(name);
-    if (static_cast<std::uint64_t>(n) > section->max_reserved_instances) {
-      p.over_cap = true;
-      v.errors.push_back("the placements on provider '" + name + "' ask for " + std::to_string(n) +
-                         " reserved instances together, over its cap of " +
-                         std::to_string(section->max_reserved_instances) +
-                         " (max-reserved-instances)");
-    }
-  }
-
-  if (const auto* on_partial = o.if_contains("on_partial"); on_partial && !on_partial->is_null()) {
-    if (!on_partial->is_string() ||
-        (on_partial->as_string() != "cancel_all" && on_partial->as_string() != "keep")) {
-      v.errors.push_back("'on_partial' must be 'cancel_all' or 'keep'");
-    } else {
-      req.on_partial = std::string(on_partial->as_string());
-    }
-  }
-
-  auto end = parse_end_fields(o, now, v);
-  if (!end.given && !p.sections.empty()) {
-    auto longest = std::chrono::milliseconds(default_reservation_duration);
-    for (const auto& [name, section] : p.sections) {
-      longest = std::min(longest, section->max_reservation_duration);
-    }
-    end.at = now + longest;
-  }
-  if (end.at) {
-    bool fits = true;
-    for (const auto& [name, section] : p.sections) {
-      if (*end.at - now > section->max_reservation_duration) {
-        fits = false;
-        p.over_cap = true;
-        v.errors.push_back("the set would last longer than provider '" + name + "''s cap of " +
-                           describe_duration(section->max_reservation_duration) +
-                           " (max-reservation-duration)");
-      }
-    }
-    if (fits) req.ends_at = *end.at;
-  }
-
-  parse_tags(o, v, req.tags);
-  if (p.over_cap && !v.errors.empty() && v.code == "invalid_request") {
-    v.code = "reservation_cap_exceeded";
-  }
-  return p;
 }
 
 }  // namespace
@@ -162,7 +39,7 @@ void api::install_reservation_sets(net::router& r) {
 asio::awaitable<net::response> api::create_reservation_set(net::request_context& ctx,
                                                            std::int64_t token_id) {
   if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
-  auto parsed = parse_set_request(ctx.req.body(), providers_, system_clock::now());
+  auto parsed = parse_set_request(ctx.req.body(), sections(), system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
   // The route is part of what the key stands for, as for POST /reservations.
   auto idem = idempotency_of(ctx.req, "POST /reservation-sets\n" + ctx.req.body());

@@ -658,14 +658,8 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   std::optional<std::string> after_time;
   std::optional<std::string> after_id;
   if (f.after) {
-    const auto decoded = base64_decode(*f.after, true);
-    const auto bar = decoded ? decoded->find('|') : std::string::npos;
-    if (bar == std::string::npos || !uuid::parse(decoded->substr(bar + 1)) ||
-        !parse_rfc3339(decoded->substr(0, bar))) {
-      co_return fail(errc::invalid_argument, "'after' is not a cursor this service gave out");
-    }
-    after_time = decoded->substr(0, bar);
-    after_id = decoded->substr(bar + 1);
+    after_time = f.after->created_at;
+    after_id = f.after->id;
   }
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
@@ -696,9 +690,8 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   }
   page.instances_json += ']';
   if (r->size() > f.limit && shown > 0) {
-    page.next = base64_encode(page.instances_json.substr(last_created_at, rfc3339_size) + "|" +
-                                  std::string(r->text(shown - 1, 0)),
-                              true);
+    page.next = encode_list_cursor(page.instances_json.substr(last_created_at, rfc3339_size),
+                                   r->text(shown - 1, 0));
   }
   co_return page;
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/list_query.hpp"
+
 #include "actors/idempotency.hpp"
 #include "core/batch_queue.hpp"
 #include "core/error.hpp"
@@ -25,14 +27,6 @@ struct instance_request {
   std::optional<std::string> zone;
   std::optional<std::string> reservation_id;
   boost::json::object tags;
-};
-
-struct list_filter {
-  std::optional<std::string> provider;
-  std::optional<std::string> state;
-  boost::json::object tags;
-  std::size_t limit = 100;
-  std::optional<std::string> after;  // opaque cursor
 };
 
 struct list_page {

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     if (command == "serve") return cloudbrain::run_serve(args);
     if (command == "token") return cloudbrain::run_token_command(args);
     if (command == "usage") return cloudbrain::run_usage_command(args);
+    if (command == "audit") return cloudbrain::run_audit_command(args);
     if (command == "routes")
       return cloudbrain::run_serve(args, cloudbrain::serve_mode::print_routes);
     std::cerr << "cloudbrain: unknown command '" << command << "'\n\n" << cloudbrain::short_usage();

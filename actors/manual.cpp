@@ -18,6 +18,8 @@ constexpr const char* synopsis = R"(SYNOPSIS
     cloudbrain usage [--from TIME] [--to TIME] [--group-by KEYS] [--tag KEY=VALUE]...
                      [--provider NAME] [--format table|csv|json] [--config FILE]
                      [--database-url URL]
+    cloudbrain audit [--limit N] [--token ID] [--action NAME] [--before ID] [--json]
+                     [--database-url URL]
     cloudbrain routes [--config FILE] [--OPTION VALUE]...
     cloudbrain --help | --version
 )";
@@ -55,6 +57,12 @@ constexpr const char* token_commands = R"(    token create DESCRIPTION
         GET /usage, read from the database as the token commands read it. --tag KEY=VALUE and
         --provider NAME narrow it; --format csv or json prints what GET /usage answers. Costs
         come from the prices of the configuration given with --config (or CLOUDBRAIN_CONFIG).
+    audit
+        Prints the audit trail, newest first: every POST and DELETE the API answered (token,
+        request id, client address, route, what it acted on, status and outcome) and every
+        token create and revoke of these commands. --token ID and --action NAME (a route's
+        name such as instances.create, or token.create) narrow it; --limit N (100) lines, then
+        `--before ID` for the next ones; --json prints what GET /audit answers.
     routes
         Prints the HTTP routes serve would answer with the same options, one "METHOD PATTERN
         NAME" a line, without touching the database or a cloud.

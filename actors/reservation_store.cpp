@@ -248,14 +248,8 @@ asio::awaitable<result<reservation_page>> reservation_store::list(reservation_fi
   std::optional<std::string> after_time;
   std::optional<std::string> after_id;
   if (f.after) {
-    const auto decoded = base64_decode(*f.after, true);
-    const auto bar = decoded ? decoded->find('|') : std::string::npos;
-    if (bar == std::string::npos || !uuid::parse(decoded->substr(bar + 1)) ||
-        !parse_rfc3339(decoded->substr(0, bar))) {
-      co_return fail(errc::invalid_argument, "'after' is not a cursor this service gave out");
-    }
-    after_time = decoded->substr(0, bar);
-    after_id = decoded->substr(bar + 1);
+    after_time = f.after->created_at;
+    after_id = f.after->id;
   }
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
@@ -271,8 +265,7 @@ asio::awaitable<result<reservation_page>> reservation_store::list(reservation_fi
   }
   page.reservations_json += ']';
   if (r->size() > f.limit && shown > 0) {
-    page.next = base64_encode(
-        std::string(r->text(shown - 1, 1)) + "|" + std::string(r->text(shown - 1, 2)), true);
+    page.next = encode_list_cursor(r->text(shown - 1, 1), r->text(shown - 1, 2));
   }
   co_return page;
 }

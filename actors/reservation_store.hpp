@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/list_query.hpp"
+
 #include "actors/idempotency.hpp"
 #include "core/error.hpp"
 #include "core/pg/pool.hpp"
@@ -25,13 +27,7 @@ struct reservation_request {
   boost::json::object tags;
 };
 
-struct reservation_filter {
-  std::optional<std::string> provider;
-  std::optional<std::string> state;
-  boost::json::object tags;
-  std::size_t limit = 100;
-  std::optional<std::string> after;  // opaque cursor
-};
+using reservation_filter = list_filter;
 
 struct reservation_page {
   std::string reservations_json;  // a JSON array, built by PostgreSQL

@@ -1,6 +1,7 @@
 #include "actors/service.hpp"
 
 #include "actors/api.hpp"
+#include "actors/audit_log.hpp"
 #include "actors/authenticator.hpp"
 #include "actors/cluster_node.hpp"
 #include "actors/cluster_store.hpp"
@@ -22,6 +23,7 @@
 #include "core/token.hpp"
 #include "core/uuid.hpp"
 #include "net/server.hpp"
+#include "net/tls.hpp"
 #include "providers/driver.hpp"
 #include "providers/metered_driver.hpp"
 
@@ -41,6 +43,7 @@
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -197,9 +200,21 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     std::cerr << "cloudbrain serve: " << drivers.error().detail << "\n";
     return 2;
   }
+  // HTTPS on `listen`: the certificate and key are read now, and again on every SIGHUP; each
+  // connection takes the context current when it is accepted.
+  std::mutex tls_mutex;
+  std::shared_ptr<asio::ssl::context> tls_context;
+  if (!cfg->tls_cert.empty()) {
+    auto loaded = net::load_server_tls_context(cfg->tls_cert, cfg->tls_key);
+    if (!loaded) {
+      std::cerr << "cloudbrain serve: " << loaded.error().detail << "\n";
+      return 2;
+    }
+    tls_context = std::move(*loaded);
+  }
   if (check_only) {
-    std::cout << "cloudbrain serve: the configuration is good: listen " << cfg->listen << ", "
-              << cfg->providers.size() << " provider(s)";
+    std::cout << "cloudbrain serve: the configuration is good: listen " << cfg->listen
+              << (tls_context ? " (HTTPS)" : "") << ", " << cfg->providers.size() << " provider(s)";
     for (const auto& p : cfg->providers) std::cout << " " << p.name << " (" << p.type << ")";
     std::cout << "\n";
     return 0;
@@ -234,7 +249,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   meter.watch_roles([&served] { return served.roles(); });
 
   auto routes = std::make_shared<net::router>();
-  api http_api(*cfg, store, reservations, sets, auth, status, registry);
+  audit_log audit(ioc.get_executor(), pool);
+  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry);
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
@@ -256,7 +272,15 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   net::server_config server_cfg;
   server_cfg.listen = *listen;
   server_cfg.max_connections = cfg->max_connections;
+  server_cfg.max_connections_per_address = cfg->max_connections_per_address;
+  server_cfg.head_timeout = cfg->request_head_timeout;
   server_cfg.on_request_done = on_request_done;
+  if (tls_context) {
+    server_cfg.tls_context = [&tls_mutex, &tls_context] {
+      const std::lock_guard lock(tls_mutex);
+      return tls_context;
+    };
+  }
   net::server server(ioc, server_cfg, routes);
   if (mode == serve_mode::print_routes) {
     std::set<std::pair<std::string, std::string>> on_listen;
@@ -314,7 +338,22 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     log::info("reloading the configuration", {{"config", cfg->config_file}});
     auto reloading = served.reload([args] { return load_config(args, process_environment()); });
     const auto report = co_await std::move(reloading);
-    meter.config_reloaded(report.ok);
+    bool ok = report.ok;
+    if (tls_context) {
+      // The same files, read afresh: a renewed certificate is served from the next connection.
+      auto loaded = co_await blocking.run([cert = cfg->tls_cert, key = cfg->tls_key] {
+        return net::load_server_tls_context(cert, key);
+      });
+      if (loaded) {
+        const std::lock_guard lock(tls_mutex);
+        tls_context = std::move(*loaded);
+      } else {
+        ok = false;
+        log::error("tls certificate reload refused; the running one is kept",
+                   {{"error", loaded.error().detail}});
+      }
+    }
+    meter.config_reloaded(ok);
     const std::string summary = report.summary();
     if (!report.ok) {
       log::error("configuration reload refused", {{"error", report.error}});
@@ -454,9 +493,13 @@ int run_token_command(const std::vector<std::string>& raw_args) {
       const auto hash = hash_token_secret(secret, salt.data(), salt.size());
       const std::vector<pg::param> query_args_2{args[1], to_hex(salt.data(), salt.size()),
                                                 to_hex(hash.data(), hash.size())};
+      // The token and its audit record, in one statement.
       auto r = co_await pool.query(
-          "INSERT INTO tokens (description, salt, hash) "
-          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex')) RETURNING id",
+          "WITH t AS (INSERT INTO tokens (description, salt, hash) "
+          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex')) RETURNING id), "
+          "a AS (INSERT INTO audit_events (address, action, method, target, status, outcome) "
+          "SELECT 'cli', 'token.create', 'CLI', id::text, 0, 'ok' FROM t) "
+          "SELECT id FROM t",
           query_args_2, dl());
       if (!r) {
         std::cerr << "cloudbrain token create: " << r.error().message() << "\n";
@@ -491,10 +534,16 @@ int run_token_command(const std::vector<std::string>& raw_args) {
         co_return;
       }
       const std::vector<pg::param> query_args_3{args[1]};
+      // The revocation and its audit record (also of one that changed nothing), in one statement.
       auto r = co_await pool.query(
           "WITH u AS (UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
-          "AND revoked_at IS NULL RETURNING id) "
-          "SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM tokens WHERE id = $1::bigint)",
+          "AND revoked_at IS NULL RETURNING id), "
+          "e AS (SELECT EXISTS (SELECT 1 FROM tokens WHERE id = $1::bigint) AS known), "
+          "a AS (INSERT INTO audit_events (address, action, method, target, status, outcome) "
+          "SELECT 'cli', 'token.revoke', 'CLI', $1, 0, "
+          "CASE WHEN (SELECT count(*) FROM u) = 1 THEN 'ok' "
+          "WHEN (SELECT known FROM e) THEN 'already_revoked' ELSE 'not_found' END) "
+          "SELECT (SELECT count(*) FROM u), (SELECT known FROM e)",
           query_args_3, dl());
       if (!r) {
         std::cerr << "cloudbrain token revoke: " << r.error().message() << "\n";

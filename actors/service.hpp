@@ -16,6 +16,8 @@ int run_serve(const std::vector<std::string>& args, serve_mode mode = serve_mode
 int run_token_command(const std::vector<std::string>& args);
 // `cloudbrain usage`: the usage report of GET /usage, read from the database, as a table.
 int run_usage_command(const std::vector<std::string>& args);
+// `cloudbrain audit`: the audit trail, newest first.
+int run_audit_command(const std::vector<std::string>& args);
 
 // Removes --database-url URL (or --database-url=URL) from `args` and returns it; else
 // CLOUDBRAIN_DATABASE_URL or DATABASE_URL from the environment; else empty.

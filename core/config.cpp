@@ -6,8 +6,10 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -27,6 +29,11 @@ constexpr key_info global_keys[] = {
     {"listen", "HOST:PORT of the HTTP API (default 127.0.0.1:8080)", "HOST:PORT"},
     {"admin-listen", "HOST:PORT for /livez, /readyz and /metrics only (default: on listen)",
      "HOST:PORT"},
+    {"tls-cert",
+     "PEM certificate chain: HTTPS (TLS 1.2 and 1.3) on listen; read again on SIGHUP (with "
+     "tls-key)",
+     "PATH"},
+    {"tls-key", "PEM private key of tls-cert, unencrypted", "PATH"},
     {"database-url", "PostgreSQL connection URL (also DATABASE_URL)", "URL"},
     {"database-direct-url",
      "PostgreSQL URL for LISTEN, advisory locks and the heartbeat, not through a transaction "
@@ -58,6 +65,12 @@ constexpr key_info global_keys[] = {
      "transaction mode (true)",
      "BOOL"},
     {"max-connections", "concurrent HTTP connections (10000)", "N"},
+    {"max-connections-per-address",
+     "concurrent HTTP connections from one client address, 0 for no cap (512)", "N"},
+    {"request-head-timeout",
+     "how long a request's line and headers may take to arrive, from its first byte or from the "
+     "connection's opening (10s)",
+     "DURATION"},
     {"log-level", "trace, debug, info, warn, error (info)", "LEVEL"},
     {"currency", "ISO 4217 code of the providers' prices, e.g. USD (needed once a price is set)",
      "CODE"},
@@ -119,6 +132,11 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto hp = split_host_port(v);
     if (!hp) return fail(errc::bad_config, "'" + key + "': " + hp.error().detail);
     (key == "listen" ? c.listen : c.admin_listen) = v;
+  } else if (key == "tls-cert" || key == "tls-key") {
+    if (v.empty() || v.front() != '/') {
+      return fail(errc::bad_config, "'" + key + "' needs an absolute path, not '" + v + "'");
+    }
+    (key == "tls-cert" ? c.tls_cert : c.tls_key) = v;
   } else if (key == "database-url")
     c.database_url = v;
   else if (key == "database-direct-url")
@@ -176,6 +194,12 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     auto n = parse_number<std::size_t>(key, v, 1, 1'000'000);
     if (!n) return n.error();
     c.max_connections = *n;
+  } else if (key == "max-connections-per-address") {
+    auto n = parse_number<std::size_t>(key, v, 0, 1'000'000);
+    if (!n) return n.error();
+    c.max_connections_per_address = *n;
+  } else if (key == "request-head-timeout") {
+    return dur(c.request_head_timeout);
   } else if (key == "currency") {
     if (v.size() != 3 || v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos) {
       return fail(errc::bad_config,
@@ -210,6 +234,8 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   };
   note("listen", a.listen == b.listen);
   note("admin-listen", a.admin_listen == b.admin_listen);
+  note("tls-cert", a.tls_cert == b.tls_cert);
+  note("tls-key", a.tls_key == b.tls_key);
   note("database-url", a.database_url == b.database_url);
   note("database-direct-url", a.database_direct_url == b.database_direct_url);
   note("node-name", a.node_name == b.node_name);
@@ -228,6 +254,9 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("db-pool-size", a.db_pool_size == b.db_pool_size);
   note("db-prepared-statements", a.db_prepared_statements == b.db_prepared_statements);
   note("max-connections", a.max_connections == b.max_connections);
+  note("max-connections-per-address",
+       a.max_connections_per_address == b.max_connections_per_address);
+  note("request-head-timeout", a.request_head_timeout == b.request_head_timeout);
   note("log-level", a.log_level == b.log_level);
   note("currency", a.currency == b.currency);
   note("spend-ceiling-per-hour", a.spend_ceiling_per_hour == b.spend_ceiling_per_hour);
@@ -485,6 +514,10 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    return fail(errc::bad_config,
+                cfg.tls_cert.empty() ? "'tls-key' needs 'tls-cert'" : "'tls-cert' needs 'tls-key'");
   }
   if (cfg.currency.empty()) {
     // A price without its currency would be read in whatever currency its reader assumes.

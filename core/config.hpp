@@ -39,6 +39,10 @@ struct provider_section {
 struct service_config {
   std::string listen = "127.0.0.1:8080";
   std::string admin_listen;  // empty: /livez, /readyz and /metrics are on `listen`
+  // HTTPS on `listen`: a PEM certificate chain and its key, read at start and on every SIGHUP.
+  // Both or neither; neither: plain HTTP.
+  std::string tls_cert;
+  std::string tls_key;
   std::string database_url;
   // For what needs a session of its own (LISTEN, advisory locks, the node's heartbeat): a direct
   // connection, not through a transaction pooler. Empty: database_url.
@@ -63,6 +67,10 @@ struct service_config {
   // transaction mode): every statement is then sent with its text, unnamed.
   bool db_prepared_statements = true;
   std::size_t max_connections = 10'000;
+  // Behind a load balancer every connection comes from its address: set this above its pool
+  // size, or 0.
+  std::size_t max_connections_per_address = 512;
+  std::chrono::milliseconds request_head_timeout{10'000};
   log::level log_level = log::level::info;
   std::string currency;                // ISO 4217 code of every price; empty: no prices set
   std::string spend_ceiling_per_hour;  // decimal text, for the spend alert; empty: none

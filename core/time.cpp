@@ -87,6 +87,11 @@ result<system_clock::time_point> parse_rfc3339(std::string_view text) {
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
     return fail(errc::invalid_argument, "not a valid time: '" + s + "'");
   }
+  // system_clock counts nanoseconds in 64 bits: years 1678 to 2261. Nothing this service reads
+  // (cloud timestamps, cursors, request times) is from before 1970.
+  if (y < 1970 || y > 2261) {
+    return fail(errc::invalid_argument, "a time from 1970 to 2261 was expected, not '" + s + "'");
+  }
   std::size_t i = 19;
   std::int64_t micros = 0;
   if (i < s.size() && s[i] == '.') {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "net/connection_stream.hpp"
 #include "net/http.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -32,13 +33,14 @@ struct request_context {
 
 using handler = std::function<boost::asio::awaitable<response>(request_context&)>;
 
-// A route that takes the connection over, e.g. a WebSocket upgrade. It gets the stream once the
-// request has been read (`ctx.req` is the upgrade request) and owns it from then on: it either
-// completes the handshake (`websocket::stream<tcp_stream>(std::move(s)).async_accept(ctx.req)`)
-// or writes an HTTP response itself. It runs in the connection's coroutine, so a shutdown that
+// A route that takes the connection over, e.g. a WebSocket upgrade. It gets the stream (TLS
+// already done on an HTTPS listener) once the request has been read (`ctx.req` is the upgrade
+// request) and owns it from then on: it either completes the handshake
+// (`websocket::stream<connection_stream>(std::move(s)).async_accept(ctx.req)`) or writes an HTTP
+// response itself. It runs in the connection's coroutine, so a shutdown that
 // reaches its deadline cancels what it awaits.
 using upgrade_handler =
-    std::function<boost::asio::awaitable<void>(request_context&, boost::beast::tcp_stream)>;
+    std::function<boost::asio::awaitable<void>(request_context&, connection_stream)>;
 
 struct route_info {
   http::verb method;

@@ -1,5 +1,7 @@
 #include "net/server.hpp"
 
+#include "net/connection_stream.hpp"
+
 #include "core/log.hpp"
 #include "net/problem.hpp"
 #include "net/request_id.hpp"
@@ -9,6 +11,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -25,8 +28,12 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <optional>
 #include <unordered_map>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 namespace cloudbrain::net {
 
@@ -103,6 +110,15 @@ std::string_view path_of(std::string_view target) {
   return target.substr(0, max_logged_path);
 }
 
+std::size_t count_fields(const request& head, http::field f) {
+  const auto [first, last] = head.equal_range(f);
+  return static_cast<std::size_t>(std::distance(first, last));
+}
+
+response bad_request(std::string detail) {
+  return problem(http::status::bad_request, "bad_request", "Bad request", std::move(detail));
+}
+
 }  // namespace
 
 enum class phase {
@@ -113,12 +129,17 @@ enum class phase {
 };
 
 struct server_connection {
-  server_connection(std::uint64_t connection_id, tcp::socket socket)
-      : id(connection_id), executor(socket.get_executor()), stream(std::move(socket)) {}
+  server_connection(std::uint64_t connection_id, tcp::socket socket, asio::ip::address from,
+                    std::shared_ptr<asio::ssl::context> tls_context)
+      : id(connection_id),
+        address(std::move(from)),
+        executor(socket.get_executor()),
+        tls(std::move(tls_context)),
+        stream(beast::tcp_stream(std::move(socket))) {}
 
   // Called on `executor` by shutdown: an idle connection has no request to finish.
   void close_if_idle() {
-    if (state == phase::idle) stream.cancel();
+    if (state == phase::idle) stream.tcp().cancel();
   }
 
   // Called on `executor` at the shutdown deadline.
@@ -127,15 +148,18 @@ struct server_connection {
     cancel.emit(asio::cancellation_type::terminal);
     if (state != phase::upgraded) {
       beast::error_code ec;
-      stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-      stream.close();
+      stream.tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+      stream.tcp().close();
     }
   }
 
   const std::uint64_t id;
+  const asio::ip::address address;       // the client's, for the per-address cap
   const asio::any_io_executor executor;  // this connection's strand
+  // The TLS context it was accepted with (HTTPS), kept for the connection's life; or null.
+  const std::shared_ptr<asio::ssl::context> tls;
   // Touched only on `executor`. `stream` is moved out once the connection is upgraded.
-  beast::tcp_stream stream;
+  connection_stream stream;
   asio::cancellation_signal cancel;  // cancels what the connection's coroutine awaits
   phase state = phase::busy;
 };
@@ -156,6 +180,7 @@ struct server_state {
   // On `strand`:
   tcp::acceptor acceptor;
   std::unordered_map<std::uint64_t, std::shared_ptr<server_connection>> connections;
+  std::map<asio::ip::address, std::size_t> per_address;  // open connections by client address
   std::vector<asio::steady_timer*> drain_waiters;  // shutdown() calls waiting for the last one
   std::uint64_t next_connection_id = 0;
 
@@ -170,7 +195,12 @@ struct server_state {
 
   // On `strand`, once a connection's coroutine is gone.
   void forget(std::uint64_t id) {
-    connections.erase(id);
+    if (const auto it = connections.find(id); it != connections.end()) {
+      if (auto n = per_address.find(it->second->address); n != per_address.end()) {
+        if (--n->second == 0) per_address.erase(n);
+      }
+      connections.erase(it);
+    }
     active.store(connections.size(), std::memory_order_relaxed);
     if (connections.empty()) {
       for (auto* t : drain_waiters) t->cancel();
@@ -282,8 +312,8 @@ asio::awaitable<response> invoke(const handler& h, request_context& ctx) {
 asio::awaitable<void> run_upgrade(server_connection& c, const upgrade_handler& h,
                                   request_context& ctx) {
   c.state = phase::upgraded;
-  beast::tcp_stream stream = std::move(c.stream);
-  stream.expires_never();
+  connection_stream stream = std::move(c.stream);
+  stream.tcp().expires_never();
   try {
     co_await h(ctx, std::move(stream));
   } catch (const std::exception& e) {
@@ -298,7 +328,7 @@ asio::awaitable<void> run_upgrade(server_connection& c, const upgrade_handler& h
 // Reads a request header into `parser`, starting with what `buffer` holds. Beast's own
 // header_limit only bounds what one parse call sees (fields already parsed are consumed), so a
 // header trickling in over many reads would never reach it; this counts the whole header.
-asio::awaitable<beast::error_code> read_header(beast::tcp_stream& stream,
+asio::awaitable<beast::error_code> read_header(connection_stream& stream,
                                                beast::flat_buffer& buffer,
                                                http::request_parser<http::string_body>& parser,
                                                std::size_t limit) {
@@ -316,7 +346,8 @@ asio::awaitable<beast::error_code> read_header(beast::tcp_stream& stream,
     const std::size_t room = std::min(read_size, buffer.max_size() - buffer.size());
     if (parsed + buffer.size() >= limit || room == 0) co_return http::error::header_limit;
     auto [ec, n] = co_await stream.async_read_some(buffer.prepare(room), use_tuple);
-    if (ec == asio::error::eof) {
+    // TLS's end without close_notify is the same end of the stream.
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
       co_return parsed + buffer.size() + n == 0 ? http::error::end_of_stream
                                                 : http::error::partial_message;
     }
@@ -338,9 +369,26 @@ asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
       std::min<std::size_t>(cfg.header_limit, std::numeric_limits<std::uint32_t>::max())));
   parser.body_limit(cfg.body_limit);
 
-  // One deadline for the whole request, header and body.
-  c.stream.expires_after(cfg.read_timeout);
+  // The head has a deadline of its own (a client trickling it in holds a connection for that
+  // long at most); header and body together have read_timeout.
+  c.stream.tcp().expires_after(std::min(cfg.head_timeout, cfg.read_timeout));
   beast::error_code ec = co_await read_header(c.stream, buffer, parser, cfg.header_limit);
+  if (!ec) c.stream.tcp().expires_at(started + cfg.read_timeout);
+  if (!ec) {
+    if (std::optional<response> refused = check_request_head(parser.get())) {
+      // Its body cannot be delimited safely: answer and close, reading nothing more.
+      const auto& head = parser.get();
+      const std::string request_id = request_id_for(head, ids);
+      finish(*refused, 11, request_id, false);
+      refused->prepare_payload();
+      c.stream.tcp().expires_after(cfg.write_timeout);
+      std::tie(ec, std::ignore) = co_await http::async_write(c.stream, *refused, use_tuple);
+      record(cfg, {request_id, head.method_string(), path_of(head.target()), "invalid",
+                   refused->result_int(), started, remote_text});
+      if (!ec) co_await linger_close(c.stream.tcp());
+      co_return false;
+    }
+  }
   if (!ec && !parser.is_done()) {
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       http::response<http::empty_body> go_on{http::status::continue_, parser.get().version()};
@@ -357,11 +405,11 @@ asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
     const auto& partial = parser.get();
     const std::string request_id = request_id_for(partial, ids);
     finish(*reply, 11, request_id, false);
-    c.stream.expires_after(cfg.write_timeout);
+    c.stream.tcp().expires_after(cfg.write_timeout);
     std::tie(ec, std::ignore) = co_await http::async_write(c.stream, *reply, use_tuple);
     record(cfg, {request_id, partial.method_string(), path_of(partial.target()), "invalid",
                  reply->result_int(), started, remote_text});
-    if (!ec) co_await linger_close(c.stream);
+    if (!ec) co_await linger_close(c.stream.tcp());
     co_return false;
   }
 
@@ -418,16 +466,47 @@ asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
     res.body().clear();  // Content-Length stays: it is what a GET would have sent
   }
 
-  c.stream.expires_after(cfg.write_timeout);
+  c.stream.tcp().expires_after(cfg.write_timeout);
   std::tie(ec, std::ignore) = co_await http::async_write(c.stream, res, use_tuple);
   record(cfg, {ctx.request_id, req.method_string(), path_of(req.target()), route, res.result_int(),
                started, remote_text});
   if (ec) co_return false;
   if (!keep_alive) {
-    co_await linger_close(c.stream);
+    co_await linger_close(c.stream.tcp());
     co_return false;
   }
   co_return true;
+}
+
+// HTTPS: the TLS handshake, within the head timeout. Plain HTTP sent to this listener (OpenSSL
+// recognises a request line where a handshake should be) gets a plain 400 saying so; anything
+// else that fails just ends the connection. Whether the connection goes on.
+asio::awaitable<bool> start_tls(server_state& s, server_connection& c, request_id_generator& ids,
+                                std::string_view remote_text) {
+  const server_config& cfg = s.config;
+  const auto started = steady_clock::now();
+  c.stream.tcp().expires_after(std::min(cfg.head_timeout, cfg.read_timeout));
+  c.stream.start_tls(*c.tls);
+  auto [ec] = co_await c.stream.tls()->async_handshake(asio::ssl::stream_base::server, use_tuple);
+  if (!ec) co_return true;
+  const bool plain_http =
+      ec.category() == asio::error::get_ssl_category() &&
+      ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_HTTP_REQUEST;
+  if (!plain_http) {
+    log::debug("tls handshake failed", {{"remote", remote_text}, {"error", ec.message()}});
+    co_return false;
+  }
+  const std::string request_id = ids.next();
+  response res = problem(http::status::bad_request, "https_required", "HTTPS required",
+                         "This port speaks HTTPS (TLS 1.2 or 1.3): send the request to "
+                         "https:// instead of http://.");
+  finish(res, 11, request_id, false);
+  auto& tcp = c.stream.tcp();
+  tcp.expires_after(cfg.write_timeout);
+  std::tie(ec, std::ignore) = co_await http::async_write(tcp, res, use_tuple);
+  record(cfg, {request_id, "", "", "invalid", res.result_int(), started, remote_text});
+  if (!ec) co_await linger_close(tcp);
+  co_return false;
 }
 
 // One connection: requests one after another, on the connection's strand.
@@ -437,9 +516,10 @@ asio::awaitable<void> serve(std::shared_ptr<server_state> s, std::shared_ptr<ser
   co_await asio::this_coro::throw_if_cancelled(false);
   const server_config& cfg = s->config;
   beast::error_code ec;
-  const tcp::endpoint remote = c->stream.socket().remote_endpoint(ec);
+  const tcp::endpoint remote = c->stream.tcp().socket().remote_endpoint(ec);
   const std::string remote_text = to_string(remote);
   request_id_generator ids;
+  if (c->tls && !co_await start_tls(*s, *c, ids, remote_text)) co_return;
   // Bounded, so that nothing the parser has not consumed yet (a chunk header, say) can grow
   // without limit.
   beast::flat_buffer buffer(cfg.header_limit + std::size_t{64} * 1024);
@@ -448,10 +528,11 @@ asio::awaitable<void> serve(std::shared_ptr<server_state> s, std::shared_ptr<ser
   for (bool open = true; open;) {
     if (buffer.size() == 0) {
       if (s->draining.load(std::memory_order_relaxed)) break;
-      // A new connection gets the read timeout for its first request, a kept-alive one the
-      // idle timeout between requests.
+      // A new connection gets the head timeout for its first byte, a kept-alive one the idle
+      // timeout between requests.
       c->state = phase::idle;
-      c->stream.expires_after(first ? cfg.read_timeout : cfg.idle_timeout);
+      c->stream.tcp().expires_after(first ? std::min(cfg.head_timeout, cfg.read_timeout)
+                                          : cfg.idle_timeout);
       auto [read_ec, n] = co_await c->stream.async_read_some(buffer.prepare(read_size), use_tuple);
       c->state = phase::busy;
       if (read_ec) break;  // closed, timed out, or closed by shutdown while idle
@@ -461,56 +542,80 @@ asio::awaitable<void> serve(std::shared_ptr<server_state> s, std::shared_ptr<ser
     open = co_await serve_request(*s, *c, buffer, ids, remote, remote_text);
   }
   if (c->state != phase::upgraded) {
-    c->stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    c->stream.close();
+    c->stream.tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    c->stream.tcp().close();
   }
 }
 
 // Over max_connections or while draining: answer 503 without reading the request, then close.
 asio::awaitable<void> reject(std::shared_ptr<server_state> s, tcp::socket socket,
-                             bool shutting_down) {
+                             bool shutting_down, bool address_full) {
   const auto started = steady_clock::now();
   beast::error_code ec;
   const std::string remote_text = to_string(socket.remote_endpoint(ec));
-  beast::tcp_stream stream(std::move(socket));
+  connection_stream stream(beast::tcp_stream(std::move(socket)));
+  const auto deadline =
+      std::min<std::chrono::milliseconds>(s->config.write_timeout, reject_write_timeout);
+  // On an HTTPS listener the answer, too, goes through TLS.
+  const auto tls = s->config.tls_context ? s->config.tls_context() : nullptr;
+  if (tls) {
+    stream.tcp().expires_after(deadline);
+    stream.start_tls(*tls);
+    auto [handshake] =
+        co_await stream.tls()->async_handshake(asio::ssl::stream_base::server, use_tuple);
+    if (handshake) co_return;
+  }
   request_id_generator ids;
   const std::string request_id = ids.next();
   response res =
-      shutting_down ? problem_from_error(error(errc::shutting_down))
-                    : problem(http::status::service_unavailable, "overloaded", "Service overloaded",
-                              "The server has too many connections; try again later.");
+      shutting_down
+          ? problem_from_error(error(errc::shutting_down))
+          : problem(http::status::service_unavailable, "overloaded", "Service overloaded",
+                    address_full ? "Too many connections from this address; close some, or "
+                                   "reuse them (keep-alive), and try again."
+                                 : "The server has too many connections; try again later.");
   if (!shutting_down) res.set(http::field::retry_after, "1");
   finish(res, 11, request_id, false);
-  stream.expires_after(
-      std::min<std::chrono::milliseconds>(s->config.write_timeout, reject_write_timeout));
+  stream.tcp().expires_after(deadline);
   std::tie(ec, std::ignore) = co_await http::async_write(stream, res, use_tuple);
   record(s->config, {request_id, "", "", "rejected", res.result_int(), started, remote_text});
-  if (!ec) co_await linger_close(stream);
+  if (!ec) co_await linger_close(stream.tcp());
 }
 
-void log_rejection(server_state& s) {
+void log_rejection(server_state& s, const asio::ip::address* address_full) {
   // At most one line every ten seconds: a flood of connections must not become a flood of logs.
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(steady_clock::now().time_since_epoch())
           .count();
   auto last = s.last_reject_log.load(std::memory_order_relaxed);
   if (now - last >= 10 && s.last_reject_log.compare_exchange_strong(last, now)) {
-    log::warn("connection limit reached; rejecting connections",
-              {{"max_connections", s.config.max_connections}});
+    if (address_full) {
+      log::warn("connection limit of a client address reached; rejecting its connections",
+                {{"address", address_full->to_string()},
+                 {"max_connections_per_address", s.config.max_connections_per_address}});
+    } else {
+      log::warn("connection limit reached; rejecting connections",
+                {{"max_connections", s.config.max_connections}});
+    }
   }
 }
 
 // On the server's strand: serve the new connection, or turn it away.
 void admit(const std::shared_ptr<server_state>& s, tcp::socket socket) {
   const bool shutting_down = s->draining.load(std::memory_order_relaxed);
-  if (shutting_down || s->connections.size() >= s->config.max_connections) {
-    if (!shutting_down) log_rejection(*s);
+  beast::error_code ec;
+  const asio::ip::address from = socket.remote_endpoint(ec).address();
+  const std::size_t cap = s->config.max_connections_per_address;
+  const bool address_full = cap > 0 && s->per_address[from] >= cap;
+  if (shutting_down || address_full || s->connections.size() >= s->config.max_connections) {
+    if (s->per_address[from] == 0) s->per_address.erase(from);
+    if (!shutting_down) log_rejection(*s, address_full ? &from : nullptr);
     if (s->rejecting.fetch_add(1, std::memory_order_relaxed) >= max_rejecting) {
       s->rejecting.fetch_sub(1, std::memory_order_relaxed);
       return;  // the socket closes as it goes out of scope
     }
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, reject(s, std::move(socket), shutting_down),
+    asio::co_spawn(ex, reject(s, std::move(socket), shutting_down, address_full),
                    [s](const std::exception_ptr& e) {
                      s->rejecting.fetch_sub(1, std::memory_order_relaxed);
                      if (e) log::error("rejecting a connection failed");
@@ -518,7 +623,10 @@ void admit(const std::shared_ptr<server_state>& s, tcp::socket socket) {
     return;
   }
 
-  auto c = std::make_shared<server_connection>(s->next_connection_id++, std::move(socket));
+  auto c = std::make_shared<server_connection>(
+      s->next_connection_id++, std::move(socket), from,
+      s->config.tls_context ? s->config.tls_context() : nullptr);
+  ++s->per_address[from];
   s->connections.emplace(c->id, c);
   s->active.store(s->connections.size(), std::memory_order_relaxed);
   asio::co_spawn(
@@ -651,5 +759,35 @@ std::size_t server::active_connections() const {
 }
 
 bool server::draining() const { return state_->draining.load(std::memory_order_relaxed); }
+
+std::optional<response> check_request_head(const request& head) {
+  const std::size_t lengths = detail::count_fields(head, http::field::content_length);
+  const std::size_t encodings = detail::count_fields(head, http::field::transfer_encoding);
+  if (lengths > 0 && encodings > 0) {
+    return detail::bad_request(
+        "The request has both Content-Length and Transfer-Encoding; send one of them.");
+  }
+  if (lengths > 1) return detail::bad_request("The request has more than one Content-Length.");
+  if (encodings > 1) {
+    return detail::bad_request("The request has more than one Transfer-Encoding field.");
+  }
+  if (encodings == 1) {
+    if (head.version() < 11) {
+      return detail::bad_request("Transfer-Encoding is not allowed in an HTTP/1.0 request.");
+    }
+    std::string_view te = head[http::field::transfer_encoding];
+    while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
+    while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
+    if (!beast::iequals(te, "chunked")) {
+      return detail::bad_request("Transfer-Encoding must be exactly \"chunked\".");
+    }
+  }
+  const std::size_t hosts = detail::count_fields(head, http::field::host);
+  if (hosts > 1) return detail::bad_request("The request has more than one Host field.");
+  if (hosts == 0 && head.version() >= 11) {
+    return detail::bad_request("An HTTP/1.1 request needs a Host field.");
+  }
+  return std::nullopt;
+}
 
 }  // namespace cloudbrain::net

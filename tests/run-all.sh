@@ -13,7 +13,7 @@ bash deploy/dev/install-deps.sh
 
 build=${CLOUDBRAIN_TEST_BUILD:-$root/build/sanitize}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
+  -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_FUZZ=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 
 # shellcheck source=tests/support/pg.sh
@@ -33,4 +33,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 unset DATABASE_URL
 
-ctest --test-dir "$build" --output-on-failure --timeout 900 -j 2 "$@"
+# Most tests wait on a service, an emulator or a clock far more than they compute: twice as many
+# at once as there are cores keeps both cores busy. Tests that measure time claim more slots
+# (PROCESSORS), and the fuzzers run niced, so that neither skews the other.
+ctest --test-dir "$build" --output-on-failure --timeout 900 -j "$((2 * $(nproc)))" "$@"

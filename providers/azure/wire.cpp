@@ -784,10 +784,16 @@ result<access_token> parse_token_response(std::string_view body, system_clock::t
   }
   access_token t;
   t.token = token;
-  if (const auto in = int_of(o.if_contains("expires_in")); in && *in > 0 && *in <= 7 * 86400) {
+  // A token lives minutes to hours; a lifetime past a week (or an expires_on past what the
+  // clock can hold) is a broken answer, not a token to keep.
+  constexpr std::int64_t longest = 7 * 86400;
+  const std::int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (const auto in = int_of(o.if_contains("expires_in")); in && *in > 0 && *in <= longest) {
     t.expires_at = now + std::chrono::seconds(*in);
-  } else if (const auto on = int_of(o.if_contains("expires_on")); on && *on > 0) {
-    t.expires_at = system_clock::time_point(std::chrono::seconds(*on));
+  } else if (const auto on = int_of(o.if_contains("expires_on"));
+             on && *on > now_s && *on - now_s <= longest) {
+    t.expires_at = now + std::chrono::seconds(*on - now_s);
   } else {
     return fail(errc::cloud_transient, "the token endpoint did not say when the token expires");
   }

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -268,6 +269,7 @@ class Service:
         self.settings = {"reconcile-interval": "30s", "orphan-grace": "10m", "log-level": "info"}
         self.settings.update(settings or {})
         self.env = env or {}
+        self.tls_ca = None  # a CA file: the service speaks HTTPS on its port (tls-cert)
         self.proc = None
         self.bouncer = None
         if via_pgbouncer():
@@ -371,13 +373,20 @@ class Service:
         assert listen, "this service has no admin-listen"
         return int(listen.rsplit(":", 1)[1])
 
+    def connection(self, timeout=30):
+        if self.tls_ca:
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, auth=True, token=None, timeout=30,
                 raw=None, admin=False):
-        """A request to `listen`, or with admin=True to `admin-listen` (where no token goes)."""
-        port = self.admin_port if admin else self.port
+        """A request to `listen`, or with admin=True to `admin-listen` (plain HTTP, no token)."""
         if admin:
             auth = False
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        else:
+            conn = self.connection(timeout)
         try:
             hdrs = dict(headers or {})
             if auth:
@@ -399,7 +408,8 @@ class Service:
         return self._token
 
     def url(self, path=""):
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls_ca else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
 
 class ServiceTestCase(unittest.TestCase):

@@ -245,9 +245,19 @@ class ExampleConfig(unittest.TestCase):
             for name in named:
                 with open(os.path.join(credentials, name), "w") as f:
                     f.write("not-a-real-secret\n")
+            # tls-cert and tls-key are read and checked too: a real pair.
+            cert = re.search(r"^tls-cert = \$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)$",
+                             self.uncommented, re.M)
+            key = re.search(r"^tls-key = \$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)$",
+                            self.uncommented, re.M)
+            self.assertTrue(cert and key)
+            run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=cloudbrain",
+                 "-keyout", os.path.join(credentials, key.group(1)),
+                 "-out", os.path.join(credentials, cert.group(1))], check=True)
             r = self.check(self.uncommented, {"CREDENTIALS_DIRECTORY": credentials})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("listen 127.0.0.1:8080", r.stdout)
+        self.assertIn("listen 127.0.0.1:8080 (HTTPS)", r.stdout)
         self.assertIn("fake (fake)", r.stdout)
         self.assertIn("gce-prod (gce)", r.stdout)
         self.assertIn("aws-eu (aws)", r.stdout)
@@ -257,7 +267,7 @@ class ExampleConfig(unittest.TestCase):
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("credentials' names ${CREDENTIALS_DIRECTORY}, which is not set", r.stderr)
+        self.assertIn("names ${CREDENTIALS_DIRECTORY}, which is not set", r.stderr)
 
     def test_as_installed_every_key_is_commented_out(self):
         self.assertEqual(self.sections(self.example), {"": []})

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers cluster" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers audit_trail cluster" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -115,7 +115,7 @@ check_eq "type job_kind has its labels" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
+  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -336,15 +336,32 @@ reservation_sets|set_failed is not a cancel reason|alter table reservations drop
 usage_history|an end-of-life index is missing|drop index reservation_events_ended_at_idx
 statement_triggers|the INSERT event trigger is missing|drop trigger instances_record_inserts on instances
 statement_triggers|the jobs INSERT NOTIFY is per row again|drop trigger jobs_notify_insert on jobs; create trigger jobs_notify_insert after insert on jobs for each row execute function jobs_notify()
+audit_trail|the append-only guard is missing|drop trigger audit_events_append_only on audit_events
+audit_trail|a column is missing|alter table audit_events drop column outcome
 cluster|the revocation NOTIFY trigger is missing|drop trigger tokens_notify_revoked on tokens
 cluster|the pacing function is missing|drop function take_call_slots(text, int, double precision, double precision)
 cluster|the nodes table is missing|drop table nodes
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  statement_triggers cluster; do
+  statement_triggers audit_trail cluster; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
+
+# ---------------------------------------------------------------------------------------------
+echo "# the audit trail is append-only"
+q "insert into audit_events (address, action, method, target, status, outcome)
+   values ('cli', 'token.create', 'CLI', '1', 0, 'ok')" >/dev/null 2>&1
+for sql in "update audit_events set outcome = 'x'" "delete from audit_events" \
+           "truncate audit_events"; do
+  out=$(q "$sql" 2>&1)
+  if [[ $out == *"audit_events is append-only"* ]]; then
+    ok "audit_events refuses: $sql"
+  else
+    not_ok "audit_events refuses: $sql" "$out"
+  fi
+done
+check_eq "the audit row is still there" "1" "$(q "select count(*) from audit_events" 2>&1)"
 
 # ---------------------------------------------------------------------------------------------
 echo "# cluster: call pacing and revocation notices"

@@ -434,6 +434,12 @@ TEST(AzureWire, ClientCredentialsAndManagedIdentity) {
   auto on_only = parse_token_response(R"({"access_token":"t","expires_on":"1800000100"})", now);
   ASSERT_TRUE(on_only);
   EXPECT_EQ(on_only->expires_at, now + std::chrono::seconds(100));
+  // An expires_on in the past, past a week, or past what the clock holds (found by fuzzing:
+  // it overflowed system_clock) is no expiry.
+  for (const char* on : {"1799999999", "1800700000", "1796565695695", "9223372036854775807"}) {
+    const std::string body = std::string(R"({"access_token":"t","expires_on":")") + on + "\"}";
+    EXPECT_FALSE(parse_token_response(body, now)) << on;
+  }
   EXPECT_FALSE(parse_token_response(R"({"access_token":"t"})", now));
   EXPECT_FALSE(parse_token_response(R"({"expires_in":10})", now));
   auto garbled = parse_token_response("access_token=secret-value", now);

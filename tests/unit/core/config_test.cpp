@@ -649,9 +649,13 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"db-pool-size", "7"},
       {"db-prepared-statements", "false"},
       {"max-connections", "7"},
+      {"max-connections-per-address", "7"},
+      {"request-head-timeout", "7s"},
       {"log-level", "debug"},
       {"currency", "EUR"},
-      {"spend-ceiling-per-hour", "7"}};
+      {"spend-ceiling-per-hour", "7"},
+      {"tls-cert", "/etc/cloudbrain/b.crt"},
+      {"tls-key", "/etc/cloudbrain/b.key"}};
   std::vector<std::string> in_help;
   const std::string help = config_help();
   for (std::size_t at = help.find("\n    --"); at != std::string::npos;
@@ -665,20 +669,27 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
   std::sort(in_help.begin(), in_help.end());
   EXPECT_EQ(in_help, in_table);
 
-  // A spend ceiling needs a currency: both configurations name one.
-  const auto base = load({"--database-url", "postgresql://here/db", "--currency", "USD"});
+  // A spend ceiling needs a currency and a TLS key its certificate: every configuration names
+  // them, and the key under test takes its other value.
+  const std::map<std::string, std::string> base_values{{"database-url", "postgresql://here/db"},
+                                                       {"currency", "USD"},
+                                                       {"tls-cert", "/etc/cloudbrain/a.crt"},
+                                                       {"tls-key", "/etc/cloudbrain/a.key"}};
+  const auto args_of = [](const std::map<std::string, std::string>& values) {
+    std::vector<std::string> args;
+    for (const auto& [k, v] : values) {
+      args.push_back("--" + k);
+      args.push_back(v);
+    }
+    return args;
+  };
+  const auto base = load(args_of(base_values));
   ASSERT_TRUE(base) << base.error().detail;
   EXPECT_TRUE(changed_settings(*base, *base).empty());
   for (const auto& [key, value] : other_value) {
-    std::vector<std::string> args{"--database-url", "postgresql://here/db"};
-    if (key == "database-url") args.clear();
-    if (key != "currency") {
-      args.push_back("--currency");
-      args.push_back("USD");
-    }
-    args.push_back("--" + key);
-    args.push_back(value);
-    const auto next = load(args);
+    auto values = base_values;
+    values[key] = value;
+    const auto next = load(args_of(values));
     ASSERT_TRUE(next) << key << ": " << next.error().detail;
     EXPECT_EQ(changed_settings(*base, *next), std::vector<std::string>{key}) << key;
   }

@@ -195,6 +195,19 @@ TEST(parse_rfc3339, rejects_invalid_dates) {
   }
 }
 
+// Found by fuzzing: a year outside what system_clock holds overflowed the conversion.
+TEST(parse_rfc3339, rejects_years_system_clock_cannot_hold) {
+  for (const char* bad :
+       {"1010-01-01T00:00:00Z", "4052-11-23T14:17:55.755-07:00", "2262-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"}) {
+    const auto r = parse_rfc3339(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().detail.find("from 1970 to 2261"), std::string::npos) << bad;
+  }
+  EXPECT_TRUE(parse_rfc3339("2261-12-31T23:59:59Z"));
+  EXPECT_TRUE(parse_rfc3339("1970-01-01T00:00:00+01:00"));
+}
+
 TEST(parse_rfc3339, rejects_missing_or_malformed_zone) {
   for (const char* bad : {
            "2026-11-23T19:35:10",         // no zone at all

@@ -167,7 +167,7 @@ TEST(router, upgrade_routes_are_get_only) {
   router r;
   r.add_upgrade(
       "/drivers/connect",
-      [](request_context&, boost::beast::tcp_stream) -> boost::asio::awaitable<void> { co_return; },
+      [](request_context&, connection_stream) -> boost::asio::awaitable<void> { co_return; },
       "drivers.connect");
   const auto m = r.match(http::verb::get, "/drivers/connect");
   ASSERT_TRUE(m);

@@ -2,8 +2,10 @@
 
 #include "live_server.hpp"
 #include "net/problem.hpp"
+#include "net/tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,9 +16,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
+
+#include <unistd.h>
 
 namespace cloudbrain::net {
 namespace {
@@ -93,8 +99,8 @@ std::shared_ptr<router> test_routes(const std::shared_ptr<probe>& p) {
       "slow");
   r->add_upgrade(
       "/drivers/connect",
-      [](request_context& ctx, beast::tcp_stream stream) -> asio::awaitable<void> {
-        websocket::stream<beast::tcp_stream> ws(std::move(stream));
+      [](request_context& ctx, connection_stream stream) -> asio::awaitable<void> {
+        websocket::stream<connection_stream> ws(std::move(stream));
         co_await ws.async_accept(ctx.req, asio::use_awaitable);
         beast::flat_buffer buffer;
         co_await ws.async_read(buffer, asio::use_awaitable);
@@ -630,6 +636,77 @@ TEST_F(server_test, hands_an_upgrade_over_to_its_route) {
   const response res = c.get("/drivers/connect");
   EXPECT_EQ(res.result(), http::status::upgrade_required);
   EXPECT_EQ(res[http::field::upgrade], "websocket");
+}
+
+// A self-signed certificate for 127.0.0.1 and its key, made with the openssl tool.
+struct test_certificate {
+  std::string cert;
+  std::string key;
+};
+
+test_certificate make_test_certificate() {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("cloudbrain-tls-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(steady_clock::now().time_since_epoch().count()));
+  std::filesystem::create_directories(dir);
+  test_certificate t{(dir / "api.crt").string(), (dir / "api.key").string()};
+  const std::string command =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+      "-subj /CN=cloudbrain-test -addext subjectAltName=IP:127.0.0.1 -keyout " +
+      t.key + " -out " + t.cert + " 2>/dev/null";
+  if (std::system(command.c_str()) != 0) throw std::runtime_error("openssl req failed");
+  return t;
+}
+
+TEST_F(server_test, speaks_https_and_websocket_over_tls_and_tells_plain_http_to_use_https) {
+  const auto certificate = make_test_certificate();
+  auto tls = load_server_tls_context(certificate.cert, certificate.key);
+  ASSERT_TRUE(tls) << tls.error().message();
+  server_config cfg;
+  cfg.tls_context = [ctx = *tls] { return ctx; };
+  auto srv = start(std::move(cfg));
+
+  asio::io_context ioc;
+  asio::ssl::context client_tls(asio::ssl::context::tls_client);
+  client_tls.load_verify_file(certificate.cert);
+  client_tls.set_verify_mode(asio::ssl::verify_peer);
+  std::string hello;
+  std::string echoed;
+  auto talk = [&]() -> asio::awaitable<void> {
+    asio::ssl::stream<beast::tcp_stream> https(ioc, client_tls);
+    beast::get_lowest_layer(https).expires_after(5s);
+    co_await beast::get_lowest_layer(https).async_connect(srv->endpoint(), asio::use_awaitable);
+    co_await https.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+    co_await http::async_write(https, make_request(http::verb::get, "/hello"), asio::use_awaitable);
+    beast::flat_buffer buffer;
+    response res;
+    co_await http::async_read(https, buffer, res, asio::use_awaitable);
+    hello = res.body();
+
+    websocket::stream<asio::ssl::stream<beast::tcp_stream>> ws(ioc, client_tls);
+    beast::get_lowest_layer(ws).expires_after(5s);
+    co_await beast::get_lowest_layer(ws).async_connect(srv->endpoint(), asio::use_awaitable);
+    co_await ws.next_layer().async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+    co_await ws.async_handshake("localhost", "/drivers/connect", asio::use_awaitable);
+    co_await ws.async_write(asio::buffer(std::string_view("ping")), asio::use_awaitable);
+    beast::flat_buffer frames;
+    co_await ws.async_read(frames, asio::use_awaitable);
+    echoed = beast::buffers_to_string(frames.data());
+    auto [ec, n] = co_await ws.async_read(frames, asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, beast::error_code(websocket::error::closed));
+  };
+  auto result = asio::co_spawn(ioc, talk(), asio::use_future);
+  ioc.run();
+  ASSERT_NO_THROW(result.get());
+  EXPECT_NE(hello.find("world"), std::string::npos) << hello;
+  EXPECT_EQ(echoed, "ping");
+
+  client plain(srv->endpoint());
+  const response res = plain.get("/hello");
+  EXPECT_EQ(res.result(), http::status::bad_request);
+  EXPECT_EQ(body_of(res).at("code"), "https_required");
+  EXPECT_TRUE(plain.closed_by_server());
+  std::filesystem::remove_all(std::filesystem::path(certificate.cert).parent_path());
 }
 
 TEST(server, start_fails_clearly_when_the_address_is_taken) {

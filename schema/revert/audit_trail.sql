@@ -1,0 +1,8 @@
+-- Revert cloudbrain:audit_trail from pg
+
+BEGIN;
+
+DROP TABLE public.audit_events;
+DROP FUNCTION public.audit_events_append_only();
+
+COMMIT;

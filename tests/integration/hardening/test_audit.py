@@ -1,0 +1,116 @@
+"""The audit trail against the real binary: a scripted session of mutations, reads and refusals
+through HTTP and the command line, and `cloudbrain audit` shows every mutation (POST and DELETE
+answered, token create and revoke) with its token, request id, address and outcome, and
+nothing else: no GET, no request refused before its token was known.
+
+stdlib only; tests/run-all.sh provides the binary and the database template.
+"""
+import json
+import subprocess
+import unittest
+
+from cloudbrain_test import ServiceTestCase
+
+
+class ScriptedSession(ServiceTestCase):
+    def audit(self, *args):
+        out = self.service.cli("audit", "--json", *args)
+        return json.loads(out.stdout)
+
+    def test_every_mutation_and_nothing_else(self):
+        svc = self.service
+        token = svc.token  # token.create by the command line
+        token_id = int(token.split("-")[0])
+        before = self.audit()["events"]
+        self.assertEqual([(e["action"], e["target"]) for e in before],
+                         [("token.create", str(token_id))])
+
+        # Mutations through HTTP, answered with success or with a refusal.
+        created = svc.request("POST", "/instances", {"provider": "gce", "image": "img-1"},
+                              headers={"X-Request-ID": "audit-create-1"})
+        self.assertEqual(created.status, 201, created)
+        instance = created.json()["id"]
+        invalid = svc.request("POST", "/instances", {"provider": "nowhere", "image": "img"},
+                              headers={"X-Request-ID": "audit-create-2"})
+        self.assertEqual(invalid.status, 422, invalid)
+        # Reads and an unauthenticated attempt: not in the trail.
+        self.assertEqual(svc.request("GET", "/instances/" + instance).status, 200)
+        self.assertEqual(svc.request("GET", "/instances").status, 200)
+        self.assertEqual(svc.request("POST", "/instances", {"provider": "gce", "image": "x"},
+                                     auth=False).status, 401)
+        self.wait_state(instance, "running")
+        deleted = svc.request("DELETE", "/instances/" + instance,
+                              headers={"X-Request-ID": "audit-delete-1"})
+        self.assertEqual(deleted.status, 202, deleted)
+        reserved = svc.request("POST", "/reservations",
+                               {"provider": "gce", "count": 1, "duration_minutes": 30})
+        self.assertEqual(reserved.status, 201, reserved)
+        reservation = reserved.json()["id"]
+        cancelled = svc.request("DELETE", "/reservations/" + reservation)
+        self.assertIn(cancelled.status, (200, 202), cancelled)
+        missing = svc.request("DELETE", "/instances/00000000-0000-7000-8000-000000000000")
+        self.assertEqual(missing.status, 404, missing)
+
+        # The command line's token commands.
+        other = svc.create_token("second")
+        other_id = int(other.split("-")[0])
+        svc.cli("token", "revoke", str(other_id))
+        svc.cli("token", "revoke", str(other_id))
+
+        events = list(reversed(self.audit()["events"]))  # oldest first
+        got = [(e["method"], e["action"], e["status"], e["outcome"]) for e in events]
+        self.assertEqual(got, [
+            ("CLI", "token.create", 0, "ok"),
+            ("POST", "instances.create", 201, "ok"),
+            ("POST", "instances.create", 422, "unknown_provider"),
+            ("DELETE", "instances.delete", 202, "ok"),
+            ("POST", "reservations.create", 201, "ok"),
+            ("DELETE", "reservations.cancel", cancelled.status, "ok"),
+            ("DELETE", "instances.delete", 404, "instance_not_found"),
+            ("CLI", "token.create", 0, "ok"),
+            ("CLI", "token.revoke", 0, "ok"),
+            ("CLI", "token.revoke", 0, "already_revoked"),
+        ])
+        http_events = [e for e in events if e["method"] != "CLI"]
+        for e in http_events:
+            self.assertEqual(e["token_id"], token_id, e)
+            self.assertEqual(e["address"], "127.0.0.1", e)
+            self.assertTrue(e["request_id"], e)
+        self.assertEqual(http_events[0]["request_id"], "audit-create-1")
+        self.assertEqual(http_events[0]["target"], instance)
+        self.assertEqual(http_events[1]["request_id"], "audit-create-2")
+        self.assertEqual(http_events[2]["target"], "/instances/" + instance)
+        self.assertEqual(http_events[3]["target"], reservation)
+        for e in events:
+            if e["method"] == "CLI":
+                self.assertIsNone(e["token_id"], e)
+                self.assertEqual(e["address"], "cli", e)
+        self.assertEqual(events[-1]["target"], str(other_id))
+
+        # Filters and paging.
+        only_creates = self.audit("--action", "instances.create")["events"]
+        self.assertEqual(len(only_creates), 2)
+        first = self.audit("--limit", "3")
+        self.assertEqual(len(first["events"]), 3)
+        rest = self.audit("--before", str(first["next_before"]), "--limit", "100")
+        self.assertEqual([e["id"] for e in first["events"] + rest["events"]],
+                         [e["id"] for e in reversed(events)])
+        table = self.service.cli("audit", "--token", str(token_id)).stdout.splitlines()
+        self.assertTrue(table[0].startswith("ID\tAT\tTOKEN"), table[0])
+        self.assertEqual(len(table) - 1, len(http_events))
+
+        # Nobody edits it, not even the service's own database role.
+        out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.db.url, "-c",
+                              "UPDATE audit_events SET outcome = 'ok'"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("audit_events is append-only", out.stderr)
+
+    def test_a_bad_option_is_named(self):
+        out = self.service.cli("audit", "--limit", "0", check=False)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("cannot use '--limit'", out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
