@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -53,6 +54,8 @@ void api::install(net::router& r) {
   r.add(http::verb::delete_, "/instances/:id", authenticated(&api::delete_instance),
         "instances.delete");
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
+  r.add(http::verb::get, "/audit", authenticated(&api::read_audit, token_role::admin),
+        "audit.read");
   install_reservations(r);
   install_reservation_sets(r);
   install_usage(r);
@@ -77,24 +80,55 @@ void api::install_operations(net::router& r) {
       http::verb::get, "/readyz", [this](net::request_context& c) { return readyz(c); }, "readyz");
 }
 
-net::handler api::authenticated(handler_fn fn) {
-  return [this, fn](net::request_context& ctx) -> asio::awaitable<net::response> {
-    const auto token = presented_token(ctx.req);
-    if (!token) co_return unauthorized();
-    const auto parts = parse_token(*token);
-    if (!parts) co_return unauthorized();
-    auto id = auth_.cached(*parts);
-    if (!id) {
-      auto verified = co_await auth_.verify(*parts, after(std::chrono::seconds(10)));
-      if (!verified) {
-        if (verified.error().is(errc::unauthorized)) co_return unauthorized();
-        co_return net::problem_from_error(verified.error());
-      }
-      id = *verified;
+asio::awaitable<token_check> check_token(authenticator& auth, const net::request& req) {
+  const auto token = presented_token(req);
+  if (!token) co_return unauthorized();
+  const auto parts = parse_token(*token);
+  if (!parts) co_return unauthorized();
+  if (const auto known = auth.cached(*parts)) co_return *known;  // no wait, no actor
+  auto verified = co_await auth.verify(*parts, after(std::chrono::seconds(10)));
+  if (!verified) {
+    if (verified.error().is(errc::unauthorized)) co_return unauthorized();
+    co_return net::problem_from_error(verified.error());
+  }
+  co_return *verified;
+}
+
+net::response role_not_allowed(token_role role, std::string_view what) {
+  return net::problem(
+      http::status::forbidden, "role_not_allowed", "Forbidden",
+      "this token has the " + std::string(to_string(role)) + " role, which " + std::string(what));
+}
+
+net::handler api::authenticated(handler_fn fn, token_role needed) {
+  return [this, fn, needed](net::request_context& ctx) -> asio::awaitable<net::response> {
+    // A remembered token is answered here, without a message to the authenticator or another
+    // coroutine frame; anything else goes through check_token.
+    std::optional<verified_token> token;
+    if (const auto presented = presented_token(ctx.req)) {
+      if (const auto parts = parse_token(*presented)) token = auth_.cached(*parts);
     }
-    auto res = co_await (this->*fn)(ctx, *id);
+    if (!token) {
+      auto checking = check_token(auth_, ctx.req);
+      auto checked = co_await std::move(checking);
+      if (auto* refused = std::get_if<net::response>(&checked)) co_return std::move(*refused);
+      token = std::get<verified_token>(checked);
+    }
+    if (token->role == token_role::driver) {
+      co_return role_not_allowed(token->role,
+                                 "may only connect a driver at /drivers/connect; use a client "
+                                 "token (cloudbrain token create) for the API");
+    }
+    if (needed == token_role::admin && token->role != token_role::admin) {
+      co_return role_not_allowed(token->role,
+                                 "may not use this administration resource; use an admin token "
+                                 "(cloudbrain token create --role admin)");
+    }
+    auto res = co_await (this->*fn)(ctx, token->id);
     const auto method = ctx.req.method();
-    if (method != http::verb::get && method != http::verb::head) co_await audit(ctx, *id, res);
+    if (method != http::verb::get && method != http::verb::head) {
+      co_await audit(ctx, token->id, res);
+    }
     co_return res;
   };
 }
@@ -193,6 +227,50 @@ asio::awaitable<net::response> api::get_instance(net::request_context& ctx, std:
     co_return net::problem_from_error(body.error());
   }
   co_return raw_json(http::status::ok, std::move(*body));
+}
+
+asio::awaitable<net::response> api::read_audit(net::request_context& ctx, std::int64_t) {
+  audit_query q;
+  validation v;
+  const auto number = [&](std::string_view key, std::int64_t low,
+                          std::int64_t high) -> std::optional<std::int64_t> {
+    const auto it = ctx.query.find(key);
+    if (it == ctx.query.end()) return std::nullopt;
+    const std::string text((*it).value);
+    std::int64_t n = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || ptr != text.data() + text.size() || n < low || n > high) {
+      v.errors.push_back("'" + std::string(key) + "' must be a whole number from " +
+                         std::to_string(low) + " to " + std::to_string(high));
+      return std::nullopt;
+    }
+    return n;
+  };
+  constexpr std::int64_t largest = std::numeric_limits<std::int64_t>::max();
+  q.token_id = number("token", 1, largest);
+  q.before = number("before", 1, largest);
+  if (const auto limit = number("limit", 1, 1000)) q.limit = static_cast<std::size_t>(*limit);
+  if (const auto it = ctx.query.find("action"); it != ctx.query.end()) {
+    const std::string action((*it).value);
+    if (action.empty() || action.size() > 64) {
+      v.errors.push_back("'action' must be a route's name such as instances.create");
+    } else {
+      q.action = action;
+    }
+  }
+  for (const auto& p : ctx.query) {
+    const std::string_view key = p.key;
+    if (key != "token" && key != "before" && key != "limit" && key != "action") {
+      v.errors.push_back("unknown parameter '" + std::string(key).substr(0, 64) + "'");
+    }
+  }
+  if (!v.ok()) co_return invalid(v);
+  auto page = co_await audit_.read(q);
+  if (!page) co_return net::problem_from_error(page.error());
+  std::string body = "{\"events\":" + page->events_json + ",\"next_before\":";
+  body += page->next_before ? std::to_string(*page->next_before) : std::string("null");
+  body += '}';
+  co_return raw_json(http::status::ok, std::move(body));
 }
 
 asio::awaitable<net::response> api::list_instances(net::request_context& ctx, std::int64_t) {

@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <map>
+#include <variant>
 
 namespace cloudbrain {
 
@@ -22,6 +23,14 @@ namespace cloudbrain {
 // unless CSV is preferred; none when the header allows neither.
 enum class usage_format { json, csv, none };
 [[nodiscard]] usage_format usage_format_for(std::string_view accept);
+
+// The request's token, checked: the token, or the answer to give instead (401 for a missing or
+// bad token, 503 when tokens cannot be checked now).
+using token_check = std::variant<verified_token, net::response>;
+[[nodiscard]] boost::asio::awaitable<token_check> check_token(authenticator& auth,
+                                                              const net::request& req);
+// 403 role_not_allowed: a good token whose role may not use this resource.
+[[nodiscard]] net::response role_not_allowed(token_role role, std::string_view what);
 
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.
@@ -45,7 +54,9 @@ class api {
                                                                     std::int64_t token_id);
   // The handler behind a token; a POST or DELETE it answers is recorded in the audit trail
   // before the answer goes out.
-  [[nodiscard]] net::handler authenticated(handler_fn fn);
+  // `needed`: client routes take client and admin tokens; admin routes only admin tokens; a
+  // driver token is refused on every route.
+  [[nodiscard]] net::handler authenticated(handler_fn fn, token_role needed = token_role::client);
   boost::asio::awaitable<void> audit(const net::request_context& ctx, std::int64_t token_id,
                                      const net::response& res);
   // The sections of the providers served now (a reload may add some).
@@ -62,6 +73,8 @@ class api {
   boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx, std::int64_t);
   // Adds who leads each provider's reconciler and janitor to GET /providers' entries.
   boost::asio::awaitable<void> add_leaders(boost::json::array& providers);
+  // GET /audit: the audit trail, for admin tokens.
+  boost::asio::awaitable<net::response> read_audit(net::request_context& ctx, std::int64_t);
   // Capacity reservations (api_reservations.cpp).
   void install_reservations(net::router& r);
   boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx, std::int64_t);

@@ -65,7 +65,7 @@ bool authenticator::fresh(const entry& e, const std::array<std::uint8_t, 32>& di
          constant_time_equal(e.digest.data(), digest.data(), digest.size());
 }
 
-std::optional<std::int64_t> authenticator::cached(const token_parts& t) const {
+std::optional<verified_token> authenticator::cached(const token_parts& t) const {
   const std::uint64_t version = published_version_.load(std::memory_order_acquire);
   if (version == 0) return std::nullopt;  // not started
   if (last_read.owner != this || last_read.version != version) {
@@ -80,7 +80,7 @@ std::optional<std::int64_t> authenticator::cached(const token_parts& t) const {
   const auto digest = sha256(t.secret.data(), t.secret.size());
   if (!fresh(*it->second, digest, steady_clock::now())) return std::nullopt;
   hits_.fetch_add(1, std::memory_order_relaxed);
-  return t.id;
+  return verified_token{t.id, it->second->role};
 }
 
 void authenticator::on_restart() {
@@ -92,10 +92,10 @@ void authenticator::on_restart() {
   waiting_.clear();
 }
 
-asio::awaitable<result<std::int64_t>> authenticator::verify(const token_parts& t, deadline dl) {
-  return ask<std::int64_t>(
+asio::awaitable<result<verified_token>> authenticator::verify(const token_parts& t, deadline dl) {
+  return ask<verified_token>(
       *this,
-      [&t](reply_to<std::int64_t> r) {
+      [&t](reply_to<verified_token> r) {
         return auth_message{auth_verify{t, std::move(r)}};
       },
       dl);
@@ -129,7 +129,7 @@ void authenticator::on_verify(auth_verify&& v) {
   if (auto it = cache_.find(v.token.id); it != cache_.end()) {
     if (fresh(*it->second, digest, now)) {
       hits_.fetch_add(1, std::memory_order_relaxed);
-      v.reply(v.token.id);
+      v.reply(verified_token{v.token.id, it->second->role});
       return;
     }
   }
@@ -150,7 +150,8 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
                                                    std::array<std::uint8_t, 32> digest) {
   const std::vector<pg::param> query_args_1{std::to_string(t.id)};
   auto row = co_await pool_.query(
-      "SELECT salt, hash, revoked_at IS NULL FROM tokens WHERE id = $1::bigint", query_args_1);
+      "SELECT salt, hash, revoked_at IS NULL, role FROM tokens WHERE id = $1::bigint",
+      query_args_1);
   if (!row) {
     (void)tell(auth_verified{t.id, digest, row.error()});
     co_return;
@@ -158,10 +159,13 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   std::optional<std::string> salt;
   std::optional<std::string> stored;
   bool live = false;
+  // A role this binary does not know grants nothing.
+  std::optional<token_role> role;
   if (row->size() == 1) {
     salt = bytea(row->text(0, 0));
     stored = bytea(row->text(0, 1));
     live = row->text(0, 2) == "t";
+    role = parse_token_role(row->text(0, 3));
   }
   const bool known = salt && stored && stored->size() == 32;
   const std::string salt_bytes =
@@ -174,9 +178,11 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   const bool match =
       known && constant_time_equal(computed.data(),
                                    reinterpret_cast<const std::uint8_t*>(stored->data()), 32);
+  const bool good = match && live && role.has_value();
+  const token_role granted = role.value_or(token_role::client);
   // Deliver through the mailbox: that queue is bounded, and the answer reaches every waiter.
-  if (!tell(auth_verified{t.id, digest, match && live})) {
-    on_verified(auth_verified{t.id, digest, match && live});
+  if (!tell(auth_verified{t.id, digest, good, granted})) {
+    on_verified(auth_verified{t.id, digest, good, granted});
   }
 }
 
@@ -184,7 +190,7 @@ void authenticator::on_verified(auth_verified&& v) {
   const key k{v.id, v.digest};
   auto it = waiting_.find(k);
   if (v.outcome && *v.outcome) {
-    cache_[v.id] = std::make_shared<entry>(v.digest, steady_clock::now());
+    cache_[v.id] = std::make_shared<entry>(v.digest, steady_clock::now(), v.role);
     publish();
   }
   if (it == waiting_.end()) return;
@@ -192,7 +198,7 @@ void authenticator::on_verified(auth_verified&& v) {
     if (!v.outcome) {
       r(fail(errc::db_unavailable, "cannot check tokens right now"));
     } else if (*v.outcome) {
-      r(v.id);
+      r(verified_token{v.id, v.role});
     } else {
       r(fail(errc::unauthorized, "missing or invalid token"));
     }

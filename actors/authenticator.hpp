@@ -17,22 +17,24 @@ namespace cloudbrain {
 
 struct auth_verify {
   token_parts token;
-  reply_to<std::int64_t> reply;
+  reply_to<verified_token> reply;
 };
 struct auth_verified {  // a slow verification finished (internal)
   std::int64_t id;
   std::array<std::uint8_t, 32> digest;
   result<bool> outcome;
+  token_role role = token_role::client;
 };
 struct auth_revoked {  // a node heard that this token was revoked (NOTIFY cloudbrain_tokens)
   std::int64_t id;
 };
 using auth_message = std::variant<auth_verify, auth_verified, auth_revoked>;
 
-// Checks API tokens. A verified token is remembered by the SHA-256 of its secret, so scrypt is
-// paid once per token rather than per request; every two seconds the remembered ids are
-// checked against PostgreSQL, so a revoked token stops working within five seconds. Unknown
-// ids cost a full scrypt too, so the answer's timing does not tell whether an id exists.
+// Checks API tokens. A verified token is remembered, with its role, by the SHA-256 of its
+// secret, so scrypt is paid once per token rather than per request; every two seconds the
+// remembered ids are checked against PostgreSQL, so a revoked token stops working within five
+// seconds. Unknown ids cost a full scrypt too, so the answer's timing does not tell whether an
+// id exists.
 //
 // The remembered tokens are also published as an immutable map that any thread reads without
 // a lock (cached()): the actor replaces it whole when a token is added or dropped, and moves
@@ -50,21 +52,22 @@ class authenticator : public actor<authenticator, auth_message> {
   // when the announcement is lost.
   void forget(std::int64_t id);
 
-  // The token's id, or unauthorized / db_unavailable / overloaded.
-  boost::asio::awaitable<result<std::int64_t>> verify(const token_parts& t, deadline dl);
-  // The token's id if it is remembered and was confirmed lately; nullopt means ask verify().
-  // Any thread, no lock, no wait.
-  [[nodiscard]] std::optional<std::int64_t> cached(const token_parts& t) const;
+  // The token's id and role, or unauthorized / db_unavailable / overloaded.
+  boost::asio::awaitable<result<verified_token>> verify(const token_parts& t, deadline dl);
+  // The token's id and role if it is remembered and was confirmed lately; nullopt means ask
+  // verify(). Any thread, no lock, no wait.
+  [[nodiscard]] std::optional<verified_token> cached(const token_parts& t) const;
 
   [[nodiscard]] std::uint64_t cache_hits() const { return hits_.load(); }
   [[nodiscard]] std::uint64_t cache_misses() const { return misses_.load(); }
 
  private:
   struct entry {
-    entry(const std::array<std::uint8_t, 32>& d, steady_clock::time_point at)
-        : digest(d), verified_at(at), confirmed_at(at.time_since_epoch().count()) {}
+    entry(const std::array<std::uint8_t, 32>& d, steady_clock::time_point at, token_role r)
+        : digest(d), verified_at(at), role(r), confirmed_at(at.time_since_epoch().count()) {}
     const std::array<std::uint8_t, 32> digest;
     const steady_clock::time_point verified_at;
+    const token_role role;
     // Moved forward by the confirm loop while readers look at it.
     std::atomic<steady_clock::rep> confirmed_at;
   };
@@ -94,7 +97,7 @@ class authenticator : public actor<authenticator, auth_message> {
   mutable std::mutex published_mutex_;  // held only to swap or take a reference
   std::shared_ptr<const entry_map> published_;
   std::atomic<std::uint64_t> published_version_{0};
-  std::unordered_map<key, std::vector<reply_to<std::int64_t>>, key_hash> waiting_;
+  std::unordered_map<key, std::vector<reply_to<verified_token>>, key_hash> waiting_;
   token_salt dummy_salt_;
   mutable std::atomic<std::uint64_t> hits_{0};
   std::atomic<std::uint64_t> misses_{0};

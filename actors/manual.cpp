@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* synopsis = R"(SYNOPSIS
     cloudbrain serve [--config FILE] [--check-config] [--OPTION VALUE]...
-    cloudbrain token create DESCRIPTION [--database-url URL]
+    cloudbrain token create [--role client|driver] DESCRIPTION [--database-url URL]
     cloudbrain token list [--database-url URL]
     cloudbrain token revoke ID [--database-url URL]
     cloudbrain-create-token DESCRIPTION
@@ -38,11 +38,13 @@ constexpr const char* serve_command = R"(    serve
         admin-listen alone when it is set.
 )";
 
-constexpr const char* token_commands = R"(    token create DESCRIPTION
-        Creates an API token and prints it, once, as "generated token: ID-SECRET". Only a salt
-        and the scrypt hash of the secret are stored.
+constexpr const char* token_commands = R"(    token create [--role ROLE] DESCRIPTION
+        Creates a token and prints it, once, as "generated token: ID-SECRET". Only a salt and
+        the scrypt hash of the secret are stored. ROLE is client (the default: the HTTP API) or
+        driver (an out-of-tree driver connecting at /drivers/connect, and nothing else); admin
+        is reserved.
     token list
-        Lists the tokens: id, creation time, revocation time and description.
+        Lists the tokens: id, creation time, revocation time, role and description.
     token revoke ID
         Revokes a token; every process serving the database refuses it within 5 seconds.
     cloudbrain-create-token DESCRIPTION

@@ -105,6 +105,7 @@ void provider_actor::handle(provider_message&& m) {
 }
 
 std::string_view provider_actor::circuit_state() const {
+  if (const auto c = driver_->capacity(); c && *c == 0) return "disconnected";
   if (steady_clock::now() < open_until_.load()) return "open";
   return consecutive_failures_.load() > 0 ? "degraded" : "ok";
 }
@@ -183,9 +184,23 @@ void provider_actor::note_failure(const error& e) {
   }
 }
 
+std::size_t provider_actor::capacity() const {
+  const auto own = driver_->capacity();
+  return own ? std::min(*own, section_.max_in_flight) : section_.max_in_flight;
+}
+
 job_outcome provider_actor::outcome_of(const error& e, const job& j) {
   job_outcome o;
   o.error = e.message();
+  if (e.is(errc::cloud_unavailable)) {
+    // Nothing reaches the cloud now (its driver is away): whatever the job is, it waits for
+    // the cloud to come back without using an attempt. The scheduler claims nothing for this
+    // provider meanwhile.
+    o.what = job_outcome::kind::retry;
+    o.counts_as_attempt = false;
+    o.retry_after = std::chrono::milliseconds(std::uniform_int_distribution<int>(1000, 3000)(rng_));
+    return o;
+  }
   // Taking things down is retried whatever the cloud says, until it is done.
   const bool deleting = j.kind == "delete_instance" || j.kind == "release_reservation";
   if (!deleting &&

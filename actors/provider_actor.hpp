@@ -22,7 +22,7 @@ struct provider_status {
   std::string name;
   std::string type;
   std::vector<std::string> zones;
-  std::string state;  // ok | degraded | open
+  std::string state;  // ok | degraded | open | disconnected
   std::size_t jobs_in_flight = 0;
   double rate_limit = 0;
   std::size_t max_in_flight = 0;
@@ -106,7 +106,10 @@ class provider_actor : public actor<provider_actor, provider_message> {
   [[nodiscard]] reconcile_stats& reconciliation() { return reconcile_stats_; }
   [[nodiscard]] janitor_stats& janitoring() { return janitor_stats_; }
   // For /metrics, from any thread.
-  [[nodiscard]] std::string_view circuit_state() const;  // ok | degraded | open
+  [[nodiscard]] std::string_view circuit_state() const;  // ok | degraded | open | disconnected
+  // How many jobs it can run at once now: max-in-flight, or less while its driver says so
+  // (0 while an out-of-tree driver is away). From any thread.
+  [[nodiscard]] std::size_t capacity() const;
   [[nodiscard]] std::uint64_t rate_limit_waits() const { return rate_limit_waits_.load(); }
   [[nodiscard]] const rate_limiter_stats& pacing() const { return pacer_.stats(); }
 

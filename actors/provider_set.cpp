@@ -59,7 +59,8 @@ result<std::vector<std::unique_ptr<providers::driver>>> make_metered_drivers(
 provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
                            instance_store& store, reservation_store& reservations, scheduler& sched,
                            health& status, service_metrics& meter, provider_registry& registry,
-                           blocking_pool& blocking, cluster_node& cluster)
+                           blocking_pool& blocking, cluster_node& cluster,
+                           providers::driver_link* drivers)
     : ex_(std::move(ex)),
       cfg_(cfg),
       running_(cfg),
@@ -70,7 +71,8 @@ provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
       meter_(meter),
       registry_(registry),
       blocking_(blocking),
-      cluster_(cluster) {}
+      cluster_(cluster),
+      drivers_(drivers) {}
 
 void provider_set::add(const std::vector<provider_section>& sections,
                        std::vector<std::unique_ptr<providers::driver>> drivers) {
@@ -108,6 +110,19 @@ void provider_set::bring_up(const provider_section& section,
     roles_.push_back(std::move(reconciling));
     roles_.push_back(std::move(janitoring));
   }
+  // A driver whose capacity comes and goes (an out-of-tree driver connecting or leaving) wakes
+  // the scheduler, which claims nothing for a provider without capacity, and has the
+  // reconciler and the janitor look again, so that /readyz says what is true now.
+  actor.driver().on_capacity_change(
+      [this, r = reconcilers_.back().get(), j = janitors_.back().get()] {
+        if (!sched_.tell(jobs_available{})) {
+          log::warn("scheduler mailbox full; its tick claims later");
+        }
+        if (started_) {
+          (void)r->tell(reconcile_now{});
+          (void)j->tell(janitor_pass_now{});
+        }
+      });
   if (started_) {
     reconcilers_.back()->start();
     janitors_.back()->start();
@@ -146,7 +161,7 @@ asio::awaitable<reload_report> provider_set::reload(config_reader read) {
   };
   std::vector<provider_section> served;
   for (const auto& a : actors_) served.push_back(a->section());
-  const providers::driver_context ctx{ex_, cfg_.deployment, &blocking_};
+  const providers::driver_context ctx{ex_, cfg_.deployment, &blocking_, drivers_};
 
   auto got = co_await blocking_.run([read = std::move(read), &served, &ctx, this] {
     reading r;

@@ -14,6 +14,7 @@
 #include "core/config.hpp"
 #include "providers/driver.hpp"
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,7 @@ class provider_set {
   provider_set(boost::asio::any_io_executor ex, const service_config& cfg, instance_store& store,
                reservation_store& reservations, scheduler& sched, health& status,
                service_metrics& meter, provider_registry& registry, blocking_pool& blocking,
-               cluster_node& cluster);
+               cluster_node& cluster, providers::driver_link* drivers = nullptr);
 
   // Before start(): brings up one provider per section, drivers[i] for sections[i].
   void add(const std::vector<provider_section>& sections,
@@ -90,7 +91,8 @@ class provider_set {
   provider_registry& registry_;
   blocking_pool& blocking_;
   cluster_node& cluster_;
-  bool started_ = false;
+  providers::driver_link* drivers_;
+  std::atomic<bool> started_{false};  // also read by drivers' capacity callbacks
   std::vector<std::unique_ptr<provider_actor>> actors_;
   std::vector<std::unique_ptr<reconciler>> reconcilers_;
   std::vector<std::unique_ptr<reservation_janitor>> janitors_;

@@ -20,7 +20,7 @@ scheduler::scheduler(asio::any_io_executor ex, instance_store& store, std::strin
       lease_(lease) {}
 
 void scheduler::add_provider(provider_actor& p) {
-  slots_[p.section().name] = slot{&p, p.section().max_in_flight, 0, false, false};
+  slots_[p.section().name] = slot{&p, 0, false, false};
 }
 
 void scheduler::add_provider_live(provider_actor& p) {
@@ -67,7 +67,9 @@ void scheduler::claim_more() {
       s.again = true;
       continue;
     }
-    if (s.in_flight >= s.capacity) continue;
+    // The provider's capacity now: 0 while its out-of-tree driver is away, so its jobs stay
+    // queued (not failed, no attempt used) until one connects and wakes us.
+    if (s.in_flight >= s.actor->capacity()) continue;
     s.claiming = true;
     s.again = false;
     spawn(claim(name), "claim");
@@ -77,9 +79,10 @@ void scheduler::claim_more() {
 asio::awaitable<void> scheduler::claim(std::string provider) {
   auto& s = slots_.at(provider);
   for (;;) {
-    const std::size_t room = s.capacity > s.in_flight ? s.capacity - s.in_flight : 0;
+    const std::size_t capacity = s.actor->capacity();
+    const std::size_t room = capacity > s.in_flight ? capacity - s.in_flight : 0;
     if (room == 0 || draining_) break;
-    auto jobs = co_await store_.claim(provider, room, lease_, s.capacity);
+    auto jobs = co_await store_.claim(provider, room, lease_, capacity);
     if (!jobs) {
       log::warn(
           "claiming jobs failed",

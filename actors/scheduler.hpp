@@ -60,8 +60,7 @@ class scheduler : public actor<scheduler, scheduler_message> {
  private:
   struct slot {
     provider_actor* actor = nullptr;
-    std::size_t capacity = 0;
-    std::size_t in_flight = 0;
+    std::size_t in_flight = 0;  // at most actor->capacity() when claimed
     bool claiming = false;
     bool again = false;  // more work was signalled while a claim ran
   };

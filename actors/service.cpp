@@ -5,6 +5,7 @@
 #include "actors/authenticator.hpp"
 #include "actors/cluster_node.hpp"
 #include "actors/cluster_store.hpp"
+#include "actors/driver_hub.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/manual.hpp"
@@ -29,6 +30,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -193,9 +195,23 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   service_metrics meter(CLOUDBRAIN_VERSION, blocking, status, cfg->currency,
                         cfg->spend_ceiling_per_hour);
 
+  // Lazy: nothing here touches the database before the service starts.
+  pg::pool_config pool_cfg;
+  pool_cfg.conninfo = cfg->database_url;
+  pool_cfg.max_connections = cfg->db_pool_size;
+  pool_cfg.prepared_statements = cfg->db_prepared_statements;
+  pool_cfg.query_seconds = meter.db_query_seconds();
+  pg::pool pool(ioc.get_executor(), pool_cfg);
+  meter.watch(pool);
+  authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
+  // Before the drivers: external providers attach to it as they are built.
+  driver_hub_config hub_cfg;
+  hub_cfg.heartbeat_interval = cfg->driver_heartbeat;
+  driver_hub hub(ioc.get_executor(), auth, status, hub_cfg);
+
   auto drivers = make_metered_drivers(
-      cfg->providers, providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking},
-      meter);
+      cfg->providers,
+      providers::driver_context{ioc.get_executor(), cfg->deployment, &blocking, &hub}, meter);
   if (!drivers) {
     std::cerr << "cloudbrain serve: " << drivers.error().detail << "\n";
     return 2;
@@ -220,21 +236,12 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     return 0;
   }
 
-  pg::pool_config pool_cfg;
-  pool_cfg.conninfo = cfg->database_url;
-  pool_cfg.max_connections = cfg->db_pool_size;
-  pool_cfg.prepared_statements = cfg->db_prepared_statements;
-  pool_cfg.query_seconds = meter.db_query_seconds();
-  pg::pool pool(ioc.get_executor(), pool_cfg);
-  meter.watch(pool);
-
   const std::string owner = process_owner_id();
   instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
   reservation_store reservations(pool, cfg->job_max_attempts);
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
   meter.watch(set_reconciler.stats());
-  authenticator auth(ioc.get_executor(), pool, blocking, cfg->token_cache_ttl);
   cluster_node cluster(ioc.get_executor(), cfg->direct_url(), me, status,
                        [&auth](std::int64_t token_id) { auth.forget(token_id); });
   cluster_store cluster_view(pool, cluster.timing().lost_after);
@@ -244,7 +251,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   sched.set_metrics(meter.for_scheduler());
   provider_registry registry;
   provider_set served(ioc.get_executor(), *cfg, store, reservations, sched, status, meter, registry,
-                      blocking, cluster);
+                      blocking, cluster, &hub);
   served.add(cfg->providers, std::move(*drivers));
   meter.watch_roles([&served] { return served.roles(); });
 
@@ -253,6 +260,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   api http_api(*cfg, store, reservations, audit, sets, auth, status, registry);
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
+  hub.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
   meter.learn_routes(*routes);
@@ -322,8 +330,14 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     // The roles first, so that another node takes them over at once.
     co_await cluster.leave(after(std::chrono::seconds(3)));
     const auto dl = after(cfg->shutdown_timeout);
-    co_await server.shutdown(dl);
-    co_await sched.drain(dl);
+    // The server stops taking requests while the jobs in flight finish; out-of-tree drivers
+    // stay connected for those jobs, and are let go once the scheduler has drained.
+    auto drain_jobs = [&]() -> asio::awaitable<void> {
+      co_await sched.drain(dl);
+      hub.close_connections();
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (server.shutdown(dl) && drain_jobs());
     // Last, so that probes and scrapes see the drain to its end.
     if (admin) co_await admin->shutdown(after(std::chrono::seconds(2)));
     auth.close();
@@ -406,6 +420,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         }
         auth.start();
         cluster.start();
+        hub.start();
         sched.start();
         served.start();
         set_reconciler.start();
@@ -465,7 +480,8 @@ int run_token_command(const std::vector<std::string>& raw_args) {
   std::vector<std::string> args = raw_args;
   const std::string url = take_database_url(args);
   if (args.empty()) {
-    std::cerr << "usage: cloudbrain token create \"description\" | list | revoke <id>\n";
+    std::cerr << "usage: cloudbrain token create [--role client|driver|admin] \"description\" | "
+                 "list | revoke <id>\n";
     return 2;
   }
   if (url.empty()) {
@@ -483,20 +499,40 @@ int run_token_command(const std::vector<std::string>& raw_args) {
 
   auto work = [&]() -> asio::awaitable<void> {
     if (command == "create") {
-      if (args.size() != 2 || args[1].empty()) {
-        std::cerr << "usage: cloudbrain token create \"description\"\n";
+      // --role ROLE (or --role=ROLE) anywhere; the one other argument is the description.
+      token_role role = token_role::client;
+      std::vector<std::string> words;
+      bool bad_role = false;
+      for (std::size_t i = 1; i < args.size(); ++i) {
+        std::optional<std::string> value;
+        if (args[i] == "--role" && i + 1 < args.size()) {
+          value = args[++i];
+        } else if (args[i].rfind("--role=", 0) == 0) {
+          value = args[i].substr(7);
+        } else {
+          words.push_back(args[i]);
+          continue;
+        }
+        const auto parsed = parse_token_role(*value);
+        if (!parsed) bad_role = true;
+        role = parsed.value_or(token_role::client);
+      }
+      if (bad_role || words.size() != 1 || words[0].empty()) {
+        std::cerr << "usage: cloudbrain token create [--role client|driver|admin] "
+                     "\"description\"\n";
         exit_code = 2;
         co_return;
       }
       const auto secret = generate_token_secret();
       const auto salt = generate_token_salt();
       const auto hash = hash_token_secret(secret, salt.data(), salt.size());
-      const std::vector<pg::param> query_args_2{args[1], to_hex(salt.data(), salt.size()),
-                                                to_hex(hash.data(), hash.size())};
+      const std::vector<pg::param> query_args_2{words[0], to_hex(salt.data(), salt.size()),
+                                                to_hex(hash.data(), hash.size()),
+                                                std::string(to_string(role))};
       // The token and its audit record, in one statement.
       auto r = co_await pool.query(
-          "WITH t AS (INSERT INTO tokens (description, salt, hash) "
-          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex')) RETURNING id), "
+          "WITH t AS (INSERT INTO tokens (description, salt, hash, role) "
+          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4) RETURNING id), "
           "a AS (INSERT INTO audit_events (address, action, method, target, status, outcome) "
           "SELECT 'cli', 'token.create', 'CLI', id::text, 0, 'ok' FROM t) "
           "SELECT id FROM t",
@@ -512,17 +548,17 @@ int run_token_command(const std::vector<std::string>& raw_args) {
       auto r = co_await pool.query(
           "SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
           "coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-          "'-'), description FROM tokens ORDER BY id",
+          "'-'), role, description FROM tokens ORDER BY id",
           {}, dl());
       if (!r) {
         std::cerr << "cloudbrain token list: " << r.error().message() << "\n";
         exit_code = 1;
         co_return;
       }
-      std::cout << "ID\tCREATED\tREVOKED\tDESCRIPTION\n";
+      std::cout << "ID\tCREATED\tREVOKED\tROLE\tDESCRIPTION\n";
       for (int i = 0; i < static_cast<int>(r->size()); ++i) {
         std::cout << r->text(i, 0) << '\t' << r->text(i, 1) << '\t' << r->text(i, 2) << '\t'
-                  << r->text(i, 3) << '\n';
+                  << r->text(i, 3) << '\t' << r->text(i, 4) << '\n';
       }
     } else if (command == "revoke") {
       std::int64_t id = 0;

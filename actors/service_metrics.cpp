@@ -28,7 +28,7 @@ const std::vector<double> db_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 constexpr std::string_view instance_states[] = {"creating", "starting", "running", "terminating",
                                                 "errored"};
 constexpr std::string_view reservation_states[] = {"pending", "active", "cancelling"};
-constexpr std::string_view circuit_states[] = {"ok", "degraded", "open"};
+constexpr std::string_view circuit_states[] = {"ok", "degraded", "open", "disconnected"};
 
 // One round trip for all three: the pipeline sends them together.
 constexpr const char* instances_sql =
@@ -167,8 +167,8 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
           {"provider"})),
       circuit_(registry_.add_gauge(
           "cloudbrain_provider_circuit_state",
-          "1 for the provider's circuit state (ok, degraded: failing calls, open: paused), 0 for "
-          "the others.",
+          "1 for the provider's circuit state (ok, degraded: failing calls, open: paused, "
+          "disconnected: its out-of-tree driver is away), 0 for the others.",
           {"provider", "state"})),
       orphans_(registry_.add_counter(
           "cloudbrain_orphans_deleted_total",

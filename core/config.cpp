@@ -57,6 +57,9 @@ constexpr key_info global_keys[] = {
     {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)",
      "DURATION"},
     {"token-cache-ttl", "how long a verified token is remembered without scrypt (5m)", "DURATION"},
+    {"driver-heartbeat",
+     "how often out-of-tree driver connections are pinged; one silent for three is dropped (10s)",
+     "DURATION"},
     {"threads", "threads running the event loop (2)", "N"},
     {"blocking-threads", "threads for scrypt, signing and file reads (2)", "N"},
     {"db-pool-size", "PostgreSQL connections (16)", "N"},
@@ -172,7 +175,15 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     return dur(c.shutdown_timeout);
   else if (key == "token-cache-ttl")
     return dur(c.token_cache_ttl);
-  else if (key == "job-max-attempts") {
+  else if (key == "driver-heartbeat") {
+    auto d = parse_key_duration(key, v);
+    if (!d) return d.error();
+    if (*d < std::chrono::milliseconds(100) || *d > std::chrono::minutes(10)) {
+      return fail(errc::bad_config,
+                  "'driver-heartbeat' must be from 100ms to 10m, not '" + v + "'");
+    }
+    c.driver_heartbeat = *d;
+  } else if (key == "job-max-attempts") {
     auto n = parse_number<unsigned>(key, v, 1, 1000);
     if (!n) return n.error();
     c.job_max_attempts = *n;
@@ -249,6 +260,7 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("job-max-attempts", a.job_max_attempts == b.job_max_attempts);
   note("shutdown-timeout", a.shutdown_timeout == b.shutdown_timeout);
   note("token-cache-ttl", a.token_cache_ttl == b.token_cache_ttl);
+  note("driver-heartbeat", a.driver_heartbeat == b.driver_heartbeat);
   note("threads", a.threads == b.threads);
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
   note("db-pool-size", a.db_pool_size == b.db_pool_size);

@@ -59,6 +59,7 @@ struct service_config {
   std::chrono::milliseconds job_lease{30'000};
   std::chrono::milliseconds shutdown_timeout{20'000};
   std::chrono::milliseconds token_cache_ttl{300'000};
+  std::chrono::milliseconds driver_heartbeat{10'000};
   unsigned job_max_attempts = 10;
   unsigned threads = 2;
   unsigned blocking_threads = 2;

@@ -42,6 +42,7 @@ class category_impl final : public boost::system::error_category {
       case errc::cloud_not_found: return "not found at the cloud";
       case errc::cloud_already_exists: return "already exists at the cloud";
       case errc::cloud_auth: return "cloud authentication failed";
+      case errc::cloud_unavailable: return "cloud unavailable";
       case errc::bad_config: return "bad configuration";
       case errc::internal: return "internal error";
     }

@@ -50,6 +50,7 @@ enum class errc {
   cloud_not_found,
   cloud_already_exists,
   cloud_auth,
+  cloud_unavailable,  // nothing can reach the cloud now (its out-of-tree driver is away)
   // configuration
   bad_config,
   internal,

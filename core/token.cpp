@@ -36,6 +36,22 @@ result<token_parts> parse_token(std::string_view text) {
   return parts;
 }
 
+std::string_view to_string(token_role r) {
+  switch (r) {
+    case token_role::admin: return "admin";
+    case token_role::client: return "client";
+    case token_role::driver: return "driver";
+  }
+  return "client";
+}
+
+std::optional<token_role> parse_token_role(std::string_view text) {
+  for (const auto r : {token_role::admin, token_role::client, token_role::driver}) {
+    if (to_string(r) == text) return r;
+  }
+  return std::nullopt;
+}
+
 std::string format_token(std::int64_t id, const token_secret& secret) {
   return std::to_string(id) + "-" + to_hex(secret.data(), secret.size());
 }

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,21 @@ using token_hash = std::array<std::uint8_t, 32>;
 struct token_parts {
   std::int64_t id = 0;
   token_secret secret{};
+};
+
+// What a token may do (tokens.role): `client` the HTTP API, `driver` only connect an out-of-tree
+// driver at /drivers/connect; `admin` is reserved for the administration API and passes as a
+// client until that exists.
+enum class token_role { admin, client, driver };
+
+[[nodiscard]] std::string_view to_string(token_role r);
+// "admin", "client" or "driver"; nothing for anything else.
+[[nodiscard]] std::optional<token_role> parse_token_role(std::string_view text);
+
+// A token the authenticator has checked: its row id and its role.
+struct verified_token {
+  std::int64_t id = 0;
+  token_role role = token_role::client;
 };
 
 // Parses a presented token. The error detail never repeats the token.

@@ -89,6 +89,9 @@ error_mapping mapping_for(const cloudbrain::error& e) {
     case errc::cloud_auth:
       return {http::status::bad_gateway, "cloud_error", "Cloud provider error",
               "The cloud provider failed the request.", ""};
+    case errc::cloud_unavailable:
+      return {http::status::service_unavailable, "cloud_unavailable", "Cloud unavailable",
+              "Nothing can reach the cloud at the moment.", "5"};
     case errc::cloud_not_found: return {http::status::not_found, "not_found", "Not found", "", ""};
     case errc::cloud_already_exists:
       return {http::status::conflict, "conflict", "Conflict", "", ""};

@@ -84,7 +84,7 @@ router::method_entry& router::add_entry(http::verb method, const std::string& pa
       throw std::invalid_argument("route " + pattern + " names its captures unlike " + it->pattern);
     }
   }
-  it->methods.push_back(method_entry{method, std::move(route_name), {}, {}, count_++});
+  it->methods.push_back(method_entry{method, std::move(route_name), {}, {}, {}, count_++});
   return it->methods.back();
 }
 
@@ -93,9 +93,12 @@ void router::add(http::verb method, std::string pattern, net::handler h, std::st
   add_entry(method, pattern, std::move(route_name)).handler = std::move(h);
 }
 
-void router::add_upgrade(std::string pattern, net::upgrade_handler h, std::string route_name) {
+void router::add_upgrade(std::string pattern, net::upgrade_handler h, std::string route_name,
+                         net::upgrade_gate gate) {
   if (!h) throw std::invalid_argument("route without a handler: " + pattern);
-  add_entry(http::verb::get, pattern, std::move(route_name)).upgrade = std::move(h);
+  auto& entry = add_entry(http::verb::get, pattern, std::move(route_name));
+  entry.upgrade = std::move(h);
+  entry.gate = std::move(gate);
 }
 
 router::match_result router::match(http::verb method, std::string_view encoded_path) const {
@@ -162,6 +165,7 @@ router::match_result router::match(http::verb method, std::string_view encoded_p
   result.status = http::status::ok;
   result.handler = entry->handler ? &entry->handler : nullptr;
   result.upgrade = entry->upgrade ? &entry->upgrade : nullptr;
+  result.gate = entry->gate ? &entry->gate : nullptr;
   result.route = entry->name;
   result.pattern = best->pattern;
   for (std::size_t i = 0; i < decoded.size(); ++i) {

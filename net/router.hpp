@@ -9,6 +9,7 @@
 #include <boost/url/params_view.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +43,12 @@ using handler = std::function<boost::asio::awaitable<response>(request_context&)
 using upgrade_handler =
     std::function<boost::asio::awaitable<void>(request_context&, connection_stream)>;
 
+// Asked first about every request on an upgrade route, upgrade or not: an answer refuses it
+// (written, logged and counted like any response: a 401 for a missing token, say); nothing lets
+// the upgrade go ahead, or a plain request get 426.
+using upgrade_gate =
+    std::function<boost::asio::awaitable<std::optional<response>>(request_context&)>;
+
 struct route_info {
   http::verb method;
   std::string pattern;
@@ -60,6 +67,7 @@ class router {
     http::status status = http::status::not_found;  // ok, not_found or method_not_allowed
     const net::handler* handler = nullptr;          // set when status is ok, unless upgrade
     const net::upgrade_handler* upgrade = nullptr;  // set when an upgrade route matched
+    const net::upgrade_gate* gate = nullptr;        // its gate, if it has one
     std::string_view route;                         // the route's name
     std::string_view pattern;
     std::string allow;  // for 405: the methods the path supports, e.g. "GET, HEAD, DELETE"
@@ -71,7 +79,8 @@ class router {
   // Throws std::invalid_argument for a malformed pattern or a duplicate method + pattern: both
   // are programming errors found at start-up.
   void add(http::verb method, std::string pattern, handler h, std::string route_name);
-  void add_upgrade(std::string pattern, upgrade_handler h, std::string route_name);
+  void add_upgrade(std::string pattern, upgrade_handler h, std::string route_name,
+                   upgrade_gate gate = {});
 
   // `encoded_path` is the path as it came in the request target, without the query. A path that
   // is not valid percent-encoding matches nothing. HEAD falls back to the GET route.
@@ -90,6 +99,7 @@ class router {
     std::string name;
     net::handler handler;
     net::upgrade_handler upgrade;
+    net::upgrade_gate gate;
     std::size_t order;
   };
   // All methods on one path shape ("/instances/:id" and "/instances/:x" are the same shape).

@@ -309,6 +309,18 @@ asio::awaitable<response> invoke(const handler& h, request_context& ctx) {
   co_return internal_error();
 }
 
+// An upgrade route's gate; one that throws refuses the request with a 500.
+asio::awaitable<std::optional<response>> invoke_gate(const upgrade_gate& gate,
+                                                     request_context& ctx) {
+  try {
+    co_return co_await gate(ctx);
+  } catch (const std::exception& e) {
+    log::error("upgrade gate failed",
+               {{"request_id", ctx.request_id}, {"route", ctx.route}, {"error", e.what()}});
+  }
+  co_return internal_error();
+}
+
 asio::awaitable<void> run_upgrade(server_connection& c, const upgrade_handler& h,
                                   request_context& ctx) {
   c.state = phase::upgraded;
@@ -441,13 +453,16 @@ asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
       route = m.route;
       ctx.route = m.route;
       ctx.params = std::move(m.params);
-      if (m.upgrade != nullptr && beast::websocket::is_upgrade(req)) {
+      std::optional<response> refused;
+      if (m.gate != nullptr) refused = co_await invoke_gate(*m.gate, ctx);
+      if (refused) {
+        res = std::move(*refused);
+      } else if (m.upgrade != nullptr && beast::websocket::is_upgrade(req)) {
         record(cfg, {ctx.request_id, req.method_string(), path_of(req.target()), route, 101,
                      started, remote_text});
         co_await run_upgrade(c, *m.upgrade, ctx);
         co_return false;
-      }
-      if (m.upgrade != nullptr) {
+      } else if (m.upgrade != nullptr) {
         res = problem(http::status::upgrade_required, "upgrade_required", "Upgrade required",
                       "This resource only speaks WebSocket.");
         res.set(http::field::upgrade, "websocket");

@@ -5,7 +5,8 @@
   X(gce)                     \
   X(aws)                     \
   X(azure)                   \
-  X(oci)
+  X(oci)                     \
+  X(external)
 
 #include "providers/registry.hpp"
 

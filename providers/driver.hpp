@@ -21,6 +21,8 @@ class blocking_pool;
 
 namespace cloudbrain::providers {
 
+class driver_link;
+
 using labels = std::map<std::string, std::string>;
 
 // Label keys that mark a VM as ours. Every driver writes them; the reconciler lists by them.
@@ -163,6 +165,15 @@ class driver {
   // The driver's own figures for GET /providers (VMs simulated, tokens fetched, ...).
   [[nodiscard]] virtual boost::json::object details() const { return {}; }
 
+  // How many calls the driver can carry at once right now, when it has a limit of its own
+  // (the section's max-in-flight applies anyway). In-tree drivers have none; a driver that
+  // reaches its cloud through a connection that comes and goes (type external) says 0 while
+  // it is away, and jobs wait rather than fail. Read from any thread.
+  [[nodiscard]] virtual std::optional<std::size_t> capacity() const { return std::nullopt; }
+  // `wake` is called, from any thread, whenever capacity() may have changed. Installed once,
+  // before the first call.
+  virtual void on_capacity_change(std::function<void()> wake) {}
+
   // Installed by the provider actor before the first call. Virtual so that a driver wrapping
   // another (metered_driver) hands it on.
   virtual void set_pacer(call_pacer pacer) { pacer_ = std::move(pacer); }
@@ -180,6 +191,7 @@ struct driver_context {
   boost::asio::any_io_executor executor;
   std::string deployment;
   blocking_pool* blocking = nullptr;  // for key files and signatures; required by gce
+  driver_link* drivers = nullptr;     // where out-of-tree drivers connect; required by external
 };
 
 // Builds the driver for a [provider.NAME] section, checking the keys of its type; an unknown

@@ -14,6 +14,7 @@ std::string_view outcome_label(const error& e) {
       {errc::cloud_not_found, "not_found"},
       {errc::cloud_already_exists, "already_exists"},
       {errc::cloud_auth, "auth"},
+      {errc::cloud_unavailable, "unavailable"},
       {errc::timeout, "timeout"},
       {errc::cancelled, "cancelled"},
       {errc::shutting_down, "cancelled"},

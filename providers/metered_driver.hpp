@@ -53,6 +53,10 @@ class metered_driver final : public driver {
   }
   [[nodiscard]] boost::json::object details() const override { return inner_->details(); }
   void set_pacer(call_pacer pacer) override { inner_->set_pacer(std::move(pacer)); }
+  [[nodiscard]] std::optional<std::size_t> capacity() const override { return inner_->capacity(); }
+  void on_capacity_change(std::function<void()> wake) override {
+    inner_->on_capacity_change(std::move(wake));
+  }
 
   [[nodiscard]] driver& inner() noexcept { return *inner_; }
 

@@ -33,6 +33,8 @@ packages=(
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
   # the OpenAPI tests read docs/openapi.yaml and check responses against its schemas
   python3-yaml python3-jsonschema
+  # the Python example driver (deploy/drivers/) and the driver protocol tests speak WebSocket
+  python3-websockets
   # the AWS SigV4 signer is checked against botocore's (tests/unit/aws)
   python3-botocore
   # Go builds the replay of travis-ci/worker's cloudbrain backend (tests/integration/client)

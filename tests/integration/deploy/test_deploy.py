@@ -263,6 +263,7 @@ class ExampleConfig(unittest.TestCase):
         self.assertIn("aws-eu (aws)", r.stdout)
         self.assertIn("azure-prod (azure)", r.stdout)
         self.assertIn("oci-prod (oci)", r.stdout)
+        self.assertIn("lab (external)", r.stdout)
 
     def test_the_gce_credentials_need_the_credentials_directory(self):
         r = self.check(self.uncommented)

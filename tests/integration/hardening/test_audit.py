@@ -112,5 +112,32 @@ class ScriptedSession(ServiceTestCase):
         self.assertIn("cannot use '--limit'", out.stderr)
 
 
+class AdminRead(ServiceTestCase):
+    def test_get_audit_is_for_admin_tokens_only(self):
+        svc = self.service
+        admin = svc.cli("token", "create", "--role", "admin", "auditor").stdout.split(": ")[1].strip()
+        client = svc.create_token("plain client")
+        self.assertEqual(svc.request("POST", "/instances", {"provider": "gce", "image": "img"},
+                                     token=client).status, 201)
+        r = svc.request("GET", "/audit", token=client)
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(r.json()["code"], "role_not_allowed")
+        self.assertEqual(svc.request("GET", "/audit", auth=False).status, 401)
+        client_id = int(client.split("-")[0])
+        r = svc.request("GET", "/audit?token=%d&limit=10" % client_id, token=admin)
+        self.assertEqual(r.status, 200, r)
+        page = r.json()
+        self.assertEqual([(e["action"], e["status"]) for e in page["events"]],
+                         [("instances.create", 201)])
+        self.assertIsNone(page["next_before"])
+        # The admin's read is not a mutation: the trail did not grow by it.
+        again = svc.request("GET", "/audit?token=%d" % client_id, token=admin).json()
+        self.assertEqual(len(again["events"]), 1)
+        r = svc.request("GET", "/audit?limit=0&color=red", token=admin)
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("'limit' must be a whole number from 1 to 1000", r.body)
+        self.assertIn("unknown parameter 'color'", r.body)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers audit_trail cluster" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -138,6 +138,13 @@ check_fails "tokens.salt must be 32 bytes" "23514.*tokens_salt_check" \
      values ('short', decode(repeat('01', 31), 'hex'), $salt32)"
 check_fails "tokens.hash must be 32 bytes" "23514.*tokens_hash_check" \
   q "insert into tokens (description, salt, hash) values ('short', $salt32, '\\x00')"
+check_eq "a token made without a role is a client token" "client" \
+  "$(q "select role from tokens where id = $tok" 2>&1)"
+check "a driver token is accepted" \
+  q "insert into tokens (description, salt, hash, role)
+     values ('a driver', $salt32, $salt32, 'driver')"
+check_fails "tokens.role is admin, client or driver" "23514.*tokens_role_check" \
+  q "insert into tokens (description, salt, hash, role) values ('x', $salt32, $salt32, 'root')"
 check_fails "instances.instance_type is standard or premium" "23514.*instances_instance_type_check" \
   q "insert into instances (id, provider, image, instance_type)
      values (gen_random_uuid(), 'fake', 'img', 'huge')"
@@ -319,6 +326,7 @@ while IFS='|' read -r change what sql; do
   fi
 done <<'MUTATIONS'
 tokens|a column is missing|alter table tokens drop column revoked_at cascade
+token_roles|the role check is missing|alter table tokens drop constraint tokens_role_check
 instances|a state label is missing|alter type instance_state rename value 'errored' to 'failed'
 instances|the version trigger is missing|drop trigger instances_bump_version on instances
 instances|the tags index is missing|drop index instances_tags_idx
@@ -343,7 +351,7 @@ cluster|the pacing function is missing|drop function take_call_slots(text, int, 
 cluster|the nodes table is missing|drop table nodes
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  statement_triggers audit_trail cluster; do
+  statement_triggers token_roles audit_trail cluster; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done

@@ -213,6 +213,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
       {"database-direct-url", "pg://direct/b"},
       {"node-name", "node-7"},
       {"db-prepared-statements", "false"},
+      {"driver-heartbeat", "750ms"},
   };
   auto check = [](const service_config& c) {
     EXPECT_EQ(c.listen, "0.0.0.0:1");
@@ -235,6 +236,7 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.database_direct_url, "pg://direct/b");
     EXPECT_EQ(c.direct_url(), "pg://direct/b");
     EXPECT_EQ(c.node_name, "node-7");
+    EXPECT_EQ(c.driver_heartbeat, 750ms);
   };
   {  // flags
     std::vector<std::string> args;
@@ -345,6 +347,7 @@ TEST_F(config_test, bad_duration_is_named) {
   expect_error_naming("job-lease = \n", "job-lease");
   expect_error_naming("shutdown-timeout = 1.5s\n", "shutdown-timeout");
   expect_error_naming("token-cache-ttl = 99999999999d\n", "token-cache-ttl");
+  expect_error_naming("driver-heartbeat = 10ms\n", "driver-heartbeat");
 }
 
 TEST_F(config_test, bad_number_is_named) {
@@ -644,6 +647,7 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"job-max-attempts", "7"},
       {"shutdown-timeout", "7s"},
       {"token-cache-ttl", "7s"},
+      {"driver-heartbeat", "7s"},
       {"threads", "7"},
       {"blocking-threads", "7"},
       {"db-pool-size", "7"},

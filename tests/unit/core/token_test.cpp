@@ -190,5 +190,17 @@ TEST(sha256, known_vectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+TEST(token_role, names_round_trip_and_nothing_else_parses) {
+  for (const auto r : {token_role::admin, token_role::client, token_role::driver}) {
+    const auto parsed = parse_token_role(to_string(r));
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, r);
+  }
+  EXPECT_EQ(to_string(token_role::driver), "driver");
+  for (const auto* bad : {"", "Driver", "root", "client ", "drivers"}) {
+    EXPECT_FALSE(parse_token_role(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace cloudbrain

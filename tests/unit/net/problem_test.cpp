@@ -105,8 +105,9 @@ TEST(problem_from_error, unauthorized_asks_for_basic_auth) {
 
 TEST(problem_from_error, server_errors_hide_internal_text) {
   const std::string secret = "host=db.internal user=cloudbrain password=hunter2";
-  for (const errc code : {errc::db_unavailable, errc::db_error, errc::internal, errc::timeout,
-                          errc::db_unique_violation, errc::cloud_auth, errc::bad_config}) {
+  for (const errc code :
+       {errc::db_unavailable, errc::db_error, errc::internal, errc::timeout,
+        errc::db_unique_violation, errc::cloud_auth, errc::bad_config, errc::cloud_unavailable}) {
     const response res = problem_from_error(error(code, secret));
     EXPECT_EQ(res.body().find("hunter2"), std::string::npos) << res.body();
     EXPECT_EQ(res.body().find("db.internal"), std::string::npos) << res.body();

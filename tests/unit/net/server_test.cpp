@@ -109,6 +109,19 @@ std::shared_ptr<router> test_routes(const std::shared_ptr<probe>& p) {
         co_await ws.async_close(websocket::close_code::normal, asio::use_awaitable);
       },
       "drivers.connect");
+  // The same echo behind a gate that wants X-Let-In.
+  r->add_upgrade(
+      "/gated",
+      [](request_context& ctx, connection_stream stream) -> asio::awaitable<void> {
+        websocket::stream<connection_stream> ws(std::move(stream));
+        co_await ws.async_accept(ctx.req, asio::use_awaitable);
+        co_await ws.async_close(websocket::close_code::normal, asio::use_awaitable);
+      },
+      "gated",
+      [](request_context& ctx) -> asio::awaitable<std::optional<response>> {
+        if (ctx.req.find("X-Let-In") != ctx.req.end()) co_return std::nullopt;
+        co_return problem(http::status::unauthorized, "invalid_token", "Unauthorized", "no");
+      });
   return r;
 }
 
@@ -636,6 +649,45 @@ TEST_F(server_test, hands_an_upgrade_over_to_its_route) {
   const response res = c.get("/drivers/connect");
   EXPECT_EQ(res.result(), http::status::upgrade_required);
   EXPECT_EQ(res[http::field::upgrade], "websocket");
+}
+
+TEST_F(server_test, an_upgrade_gate_answers_before_the_handshake) {
+  auto srv = start();
+  // Refused by the gate: its answer, upgrade or not, logged and counted as itself.
+  client c(srv->endpoint());
+  const response plain = c.get("/gated");
+  EXPECT_EQ(plain.result(), http::status::unauthorized);
+  EXPECT_EQ(body_of(plain).at("code"), "invalid_token");
+  EXPECT_FALSE(plain["X-Request-ID"].empty());
+  client d(srv->endpoint());
+  const response upgrade = d.get("/gated", {{"Connection", "Upgrade"},
+                                            {"Upgrade", "websocket"},
+                                            {"Sec-WebSocket-Version", "13"},
+                                            {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  EXPECT_EQ(upgrade.result(), http::status::unauthorized);
+  EXPECT_TRUE(eventually([&] {
+    std::lock_guard lock(probe_->mutex);
+    return std::count(probe_->done.begin(), probe_->done.end(),
+                      std::pair<std::string, unsigned>{"GET gated", 401}) == 2;
+  }));
+  // Let through: a plain request is told to upgrade, a handshake is handed over.
+  client e(srv->endpoint());
+  EXPECT_EQ(e.get("/gated", {{"X-Let-In", "1"}}).result(), http::status::upgrade_required);
+  asio::io_context ioc;
+  auto talk = [&]() -> asio::awaitable<void> {
+    websocket::stream<beast::tcp_stream> ws(ioc);
+    beast::get_lowest_layer(ws).expires_after(5s);
+    co_await beast::get_lowest_layer(ws).async_connect(srv->endpoint(), asio::use_awaitable);
+    ws.set_option(websocket::stream_base::decorator(
+        [](websocket::request_type& req) { req.set("X-Let-In", "1"); }));
+    co_await ws.async_handshake("localhost", "/gated", asio::use_awaitable);
+    beast::flat_buffer buffer;
+    auto [ec, n] = co_await ws.async_read(buffer, asio::as_tuple(asio::use_awaitable));
+    EXPECT_EQ(ec, beast::error_code(websocket::error::closed));
+  };
+  auto result = asio::co_spawn(ioc, talk(), asio::use_future);
+  ioc.run();
+  ASSERT_NO_THROW(result.get());
 }
 
 // A self-signed certificate for 127.0.0.1 and its key, made with the openssl tool.

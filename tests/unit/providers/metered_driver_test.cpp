@@ -84,6 +84,7 @@ TEST(outcome_label, names_each_kind_of_cloud_error) {
   EXPECT_EQ(outcome_label(error(errc::cloud_transient)), "transient");
   EXPECT_EQ(outcome_label(error(errc::timeout)), "timeout");
   EXPECT_EQ(outcome_label(error(errc::cloud_auth)), "auth");
+  EXPECT_EQ(outcome_label(error(errc::cloud_unavailable)), "unavailable");
   EXPECT_EQ(outcome_label(error(errc::db_unavailable)), "other");
 }
 
