@@ -21,6 +21,9 @@ CLOUDBRAIN_DECLARE_FUZZ(authorization)
 CLOUDBRAIN_DECLARE_FUZZ(list_query)
 CLOUDBRAIN_DECLARE_FUZZ(config)
 CLOUDBRAIN_DECLARE_FUZZ(gce_wire)
+CLOUDBRAIN_DECLARE_FUZZ(aws_wire)
+CLOUDBRAIN_DECLARE_FUZZ(azure_wire)
+CLOUDBRAIN_DECLARE_FUZZ(oci_wire)
 
 namespace {
 
@@ -35,6 +38,9 @@ const std::map<std::string, fuzz_fn>& targets() {
       {"list_query", &cloudbrain_fuzz_list_query},
       {"config", &cloudbrain_fuzz_config},
       {"gce_wire", &cloudbrain_fuzz_gce_wire},
+      {"aws_wire", &cloudbrain_fuzz_aws_wire},
+      {"azure_wire", &cloudbrain_fuzz_azure_wire},
+      {"oci_wire", &cloudbrain_fuzz_oci_wire},
   };
   return all;
 }

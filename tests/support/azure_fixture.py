@@ -130,7 +130,9 @@ class Fixture(CloudFixture):
                                         else seconds})
 
     def slow_down(self):
-        self.control("POST", "config", {"vm_create_delay": 3.0, "vm_delete_delay": 2.5})
+        # A VM's long-running operation goes on at the emulator while cloudbrain is down, so it
+        # takes long enough here for the chaos test's kills to land before all are done.
+        self.control("POST", "config", {"vm_create_delay": 6.0, "vm_delete_delay": 5.0})
 
     def speed_up(self):
         self.control("POST", "config", FAST)
