@@ -62,6 +62,17 @@ void api::install(net::router& r) {
   install_operations(r);
 }
 
+void api::install_admin(net::router& r) {
+  install_operations(r);
+  // Admin only: the admin listener is the operators' address (no token there, like /metrics)
+  // until tokens carry roles.
+  if (cluster_ != nullptr) {
+    r.add(
+        http::verb::get, "/nodes", [this](net::request_context& c) { return list_nodes(c, 0); },
+        "nodes.list");
+  }
+}
+
 void api::install_operations(net::router& r) {
   r.add(
       http::verb::get, "/livez", [this](net::request_context& c) { return livez(c); }, "livez");
@@ -314,8 +325,10 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, std::i
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},
         {"details", s->details},
         {"reconciler", s->reconciler},
-        {"janitor", s->janitor}});
+        {"janitor", s->janitor},
+        {"pacing", s->pacing}});
   }
+  co_await add_leaders(out);
   co_return net::json_response(http::status::ok, json::object{{"providers", std::move(out)}});
 }
 

@@ -2,6 +2,7 @@
 
 #include "actors/audit_log.hpp"
 #include "actors/authenticator.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
@@ -40,8 +41,13 @@ class api {
       const provider_registry& providers);
 
   void install(net::router& r);
-  // Only /livez and /readyz (install() includes them): for the admin listener.
+  // Only /livez and /readyz (install() includes them).
   void install_operations(net::router& r);
+  // The admin listener's routes: /livez, /readyz and GET /nodes (after set_cluster()).
+  void install_admin(net::router& r);
+  // The cluster this node belongs to (GET /nodes, the leaders in GET /providers); before
+  // install() and install_admin().
+  void set_cluster(cluster_store& cluster, std::string node_name);
 
  private:
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,
@@ -63,6 +69,10 @@ class api {
   boost::asio::awaitable<net::response> list_instances(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx, std::int64_t);
   boost::asio::awaitable<net::response> list_providers(net::request_context& ctx, std::int64_t);
+  // The cluster (api_cluster.cpp).
+  boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx, std::int64_t);
+  // Adds who leads each provider's reconciler and janitor to GET /providers' entries.
+  boost::asio::awaitable<void> add_leaders(boost::json::array& providers);
   // GET /audit: the audit trail, for admin tokens.
   boost::asio::awaitable<net::response> read_audit(net::request_context& ctx, std::int64_t);
   // Capacity reservations (api_reservations.cpp).
@@ -105,6 +115,8 @@ class api {
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it
+  cluster_store* cluster_ = nullptr;
+  std::string node_name_;
 };
 
 }  // namespace cloudbrain
