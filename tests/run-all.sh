@@ -36,4 +36,22 @@ unset DATABASE_URL
 # Most tests wait on a service, an emulator or a clock far more than they compute: twice as many
 # at once as there are cores keeps both cores busy. Tests that measure time claim more slots
 # (PROCESSORS), and the fuzzers run niced, so that neither skews the other.
-ctest --test-dir "$build" --output-on-failure --timeout 900 -j "$((2 * $(nproc)))" "$@"
+status=0
+ctest --test-dir "$build" --output-on-failure --timeout 900 -j "$((2 * $(nproc)))" "$@" ||
+  status=$?
+
+# The whole suite (no CTest arguments) runs once more under ThreadSanitizer: every unit test, and
+# the service tests labelled tsan (tests/CMakeLists.txt says which and why) against a TSan build
+# of the binary. -O1 with line tables only: TSan needs no more to name a race's two sides.
+if [ $# -eq 0 ] && [ "${CLOUDBRAIN_TSAN_RUN:-1}" = 1 ]; then
+  tsan=${CLOUDBRAIN_TSAN_BUILD:-$root/build/tsan}
+  cmake -S "$root" -B "$tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
+    -DCLOUDBRAIN_TSAN=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
+  cmake --build "$tsan" -j "$(nproc)" --target cloudbrain cloudbrain_unit_tests
+  export CLOUDBRAIN_BIN=$tsan/actors/cloudbrain
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
+  ctest --test-dir "$tsan" --output-on-failure --timeout 900 -j "$((2 * $(nproc)))" \
+    -L '^(unit|tsan)$' || status=$?
+fi
+exit "$status"
