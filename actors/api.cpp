@@ -201,9 +201,9 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
 
   auto idem = idempotency_of(ctx.req, ctx.req.body());
   if (!idem) co_return invalid_idempotency_key();
-  auto created = co_await store_.create(req, token.id, *idem);
+  auto created = co_await store_.create(req, token.id, token.owner(), *idem);
   if (!created && req.reservation_id && created.error().is(errc::conflict)) {
-    auto refusing = reservation_refused(req);
+    auto refusing = reservation_refused(req, token.owner());
     co_return co_await std::move(refusing);
   }
   if (!created) {

@@ -108,7 +108,8 @@ class api {
   void install_usage(net::router& r);
   boost::asio::awaitable<net::response> get_usage(net::request_context& ctx, const verified_token&);
   // Why POST /instances could not launch into its reservation, as a problem response.
-  boost::asio::awaitable<net::response> reservation_refused(instance_request req);
+  boost::asio::awaitable<net::response> reservation_refused(instance_request req,
+                                                            std::optional<std::int64_t> owner);
 
   boost::asio::awaitable<net::response> livez(net::request_context& ctx);
   boost::asio::awaitable<net::response> readyz(net::request_context& ctx);

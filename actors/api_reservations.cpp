@@ -147,9 +147,10 @@ asio::awaitable<net::response> api::cancel_reservations(net::request_context& ct
   co_return raw_json(http::status::accepted, "{\"reservations\":" + *moved + "}");
 }
 
-asio::awaitable<net::response> api::reservation_refused(instance_request req) {
+asio::awaitable<net::response> api::reservation_refused(instance_request req,
+                                                        std::optional<std::int64_t> owner) {
   const std::string id = *req.reservation_id;
-  auto asking = reservations_.refusal_for(id, req.provider, req.instance_type);
+  auto asking = reservations_.refusal_for(id, req.provider, req.instance_type, owner);
   auto why = co_await std::move(asking);
   if (!why) co_return net::problem_from_error(why.error());
   auto refuse = [](http::status s, std::string_view code, std::string detail) {

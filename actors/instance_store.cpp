@@ -38,6 +38,7 @@ WITH res AS (
   UPDATE reservations r SET in_use = r.in_use + 1, last_used_at = now()
   WHERE $7::uuid IS NOT NULL AND r.id = $7::uuid AND r.state = 'active' AND r.provider = $2
     AND r.instance_type = $4 AND r.in_use < r.count AND ($6::text IS NULL OR r.zone = $6)
+    AND ($14::bigint IS NULL OR r.created_by = $14::bigint)
   RETURNING r.zone),
 ins AS (
   INSERT INTO instances AS i (id, provider, image, instance_type, public_ssh_key, zone,
@@ -413,10 +414,10 @@ instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::st
 }
 
 asio::awaitable<result<created_instance>> instance_store::create(
-    const instance_request& req, std::int64_t token_id,
+    const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
     const std::optional<idempotent_request>& idem) {
   // A launch into a reservation takes one of its places in the same statement: alone.
-  if (req.reservation_id) co_return co_await create_one(req, token_id, idem);
+  if (req.reservation_id) co_return co_await create_one(req, token_id, owner, idem);
   for (int round = 0; round < 2; ++round) {
     create_item item{uuid::generate_v7().str(), req, token_id, idem};
     const std::string id = item.id;
@@ -443,7 +444,7 @@ asio::awaitable<result<created_instance>> instance_store::create(
 }
 
 asio::awaitable<result<created_instance>> instance_store::create_one(
-    const instance_request& req, std::int64_t token_id,
+    const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
     const std::optional<idempotent_request>& idem) {
   for (int round = 0; round < 2; ++round) {
     if (idem) {
@@ -456,19 +457,21 @@ asio::awaitable<result<created_instance>> instance_store::create_one(
       }
     }
     const std::string id = uuid::generate_v7().str();
-    const params query_args_3{id,
-                              req.provider,
-                              req.image,
-                              req.instance_type,
-                              req.public_ssh_key,
-                              req.zone,
-                              req.reservation_id,
-                              json::serialize(req.tags),
-                              std::to_string(token_id),
-                              "create-" + id,
-                              std::to_string(max_attempts_),
-                              idem ? std::optional<std::string>(idem->key) : std::nullopt,
-                              idem ? std::optional<std::string>(idem->request_hash) : std::nullopt};
+    const params query_args_3{
+        id,
+        req.provider,
+        req.image,
+        req.instance_type,
+        req.public_ssh_key,
+        req.zone,
+        req.reservation_id,
+        json::serialize(req.tags),
+        std::to_string(token_id),
+        "create-" + id,
+        std::to_string(max_attempts_),
+        idem ? std::optional<std::string>(idem->key) : std::nullopt,
+        idem ? std::optional<std::string>(idem->request_hash) : std::nullopt,
+        owner ? std::optional<std::string>(std::to_string(*owner)) : std::nullopt};
     auto r = co_await pool_.execute(stmt_instance_create, query_args_3);
     if (!r) {
       if (idem && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin

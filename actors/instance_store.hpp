@@ -112,8 +112,10 @@ class instance_store {
   // With an Idempotency-Key, the first response under it is replayed (replayed = true). The
   // answer comes once the instance and its job are committed, with the creates that arrived
   // alongside (one transaction); one that the database refuses fails alone.
+  // `owner`: the caller's scope; a launch into a reservation it may not see is refused as into
+  // one that does not exist.
   boost::asio::awaitable<result<created_instance>> create(
-      const instance_request& req, std::int64_t token_id,
+      const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
       const std::optional<idempotent_request>& idem);
   // `owner`: the caller's scope (verified_token::owner()): an instance another token created is
   // not_found to it, as one that does not exist.
@@ -206,7 +208,7 @@ class instance_store {
   using read_result = std::optional<std::string>;
 
   boost::asio::awaitable<result<created_instance>> create_one(
-      const instance_request& req, std::int64_t token_id,
+      const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
       const std::optional<idempotent_request>& idem);
   boost::asio::awaitable<create_results> insert_batch(std::vector<create_item>& items, deadline dl);
   boost::asio::awaitable<void> insert_part(std::span<const create_item> items, deadline dl,

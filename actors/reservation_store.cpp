@@ -114,7 +114,8 @@ SELECT coalesce(json_agg()",
 FROM upd r)");
 
 const char* const refusal_sql = R"(
-SELECT state::text, provider, instance_type, in_use, count FROM reservations WHERE id = $1::uuid)";
+SELECT state::text, provider, instance_type, in_use, count FROM reservations
+WHERE id = $1::uuid AND ($2::bigint IS NULL OR created_by = $2::bigint))";
 
 const char* const activate_sql = R"(
 UPDATE reservations
@@ -310,8 +311,9 @@ asio::awaitable<result<std::string>> reservation_store::cancel_matching(
 }
 
 asio::awaitable<result<reservation_refusal>> reservation_store::refusal_for(
-    std::string id, std::string provider, std::string instance_type) {
-  const params args{id};
+    std::string id, std::string provider, std::string instance_type,
+    std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   auto r = co_await pool_.query(refusal_sql, args);
   if (!r) co_return r.error();
   if (r->size() == 0) co_return reservation_refusal::not_found;

@@ -80,9 +80,9 @@ class reservation_store {
                                                               std::optional<std::string> provider,
                                                               std::optional<std::int64_t> owner);
   // For POST /instances: why a reservation cannot take an instance of this provider and type.
-  boost::asio::awaitable<result<reservation_refusal>> refusal_for(std::string id,
-                                                                  std::string provider,
-                                                                  std::string instance_type);
+  boost::asio::awaitable<result<reservation_refusal>> refusal_for(
+      std::string id, std::string provider, std::string instance_type,
+      std::optional<std::int64_t> owner);
 
   // Steps of the reserve and release jobs.
   // Records where the capacity is held; pending becomes active. A reservation cancelled

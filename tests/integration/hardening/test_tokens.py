@@ -111,6 +111,20 @@ class Scopes(ServiceTestCase):
         res = svc.request("GET", f"/reservations/{theirs['reservations']}", token=self.b).json()
         self.assertNotIn(res["state"], ("cancelling", "cancelled"))
 
+    def test_a_launch_into_anothers_reservation_is_refused_as_unknown(self):
+        svc = self.service
+        theirs = self.made_by(self.b, "b4")["reservations"]
+        wait_until(lambda: svc.request("GET", f"/reservations/{theirs}", token=self.b)
+                   .json()["state"] == "active", 30, what="b's reservation to be active")
+        body = {"provider": "gce", "image": "img", "reservation_id": theirs}
+        refused = svc.request("POST", "/instances", body, token=self.a)
+        self.assertProblem(refused, 422, "reservation_not_found")
+        r = svc.request("GET", f"/reservations/{theirs}", token=self.b).json()
+        self.assertEqual(r["in_use"], 0)
+        launched = svc.request("POST", "/instances", body, token=self.b)
+        self.assertEqual(launched.status, 201, launched)
+        self.assertEqual(launched.json()["reservation_id"], theirs)
+
     def test_concurrent_gets_keep_each_callers_scope(self):
         # Concurrent GETs share one query: each caller still gets only what it may see.
         svc = self.service
