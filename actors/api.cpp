@@ -28,6 +28,9 @@ net::response unauthorized() {
   return r;
 }
 
+// Who asks on the admin listener, which takes no token: the operators.
+const verified_token admin_listener_caller{0, token_role::admin, token_scope::all};
+
 net::response not_found(std::string_view what) {
   return net::problem(http::status::not_found, "instance_not_found", "Not found",
                       "no instance " + std::string(what));
@@ -62,6 +65,18 @@ void api::install(net::router& r) {
   install_reservation_sets(r);
   install_usage(r);
   install_operations(r);
+}
+
+void api::install_admin(net::router& r) {
+  install_operations(r);
+  // Admin only: the admin listener is the operators' address (no token there, like /metrics)
+  // until tokens carry roles.
+  if (cluster_ != nullptr) {
+    r.add(
+        http::verb::get, "/nodes",
+        [this](net::request_context& c) { return list_nodes(c, admin_listener_caller); },
+        "nodes.list");
+  }
 }
 
 void api::install_operations(net::router& r) {
@@ -335,8 +350,10 @@ asio::awaitable<net::response> api::list_providers(net::request_context&, const 
         {"last_error", s->last_error.empty() ? json::value(nullptr) : json::value(s->last_error)},
         {"details", s->details},
         {"reconciler", s->reconciler},
-        {"janitor", s->janitor}});
+        {"janitor", s->janitor},
+        {"pacing", s->pacing}});
   }
+  co_await add_leaders(out);
   co_return net::json_response(http::status::ok, json::object{{"providers", std::move(out)}});
 }
 

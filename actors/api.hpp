@@ -2,6 +2,7 @@
 
 #include "actors/audit_log.hpp"
 #include "actors/authenticator.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
@@ -44,8 +45,13 @@ class api {
       const provider_registry& providers, token_rate_limiter* limiter = nullptr);
 
   void install(net::router& r);
-  // Only /livez and /readyz (install() includes them): for the admin listener.
+  // Only /livez and /readyz (install() includes them).
   void install_operations(net::router& r);
+  // The admin listener's routes: /livez, /readyz and GET /nodes (after set_cluster()).
+  void install_admin(net::router& r);
+  // The cluster this node belongs to (GET /nodes, the leaders in GET /providers); before
+  // install() and install_admin().
+  void set_cluster(cluster_store& cluster, std::string node_name);
 
  private:
   // The handler gets the request's token, checked: its id, role and scope.
@@ -79,6 +85,11 @@ class api {
                                                     const verified_token&);
   boost::asio::awaitable<net::response> revoke_token(net::request_context& ctx,
                                                      const verified_token&);
+  // The cluster (api_cluster.cpp).
+  boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx,
+                                                   const verified_token&);
+  // Adds who leads each provider's reconciler and janitor to GET /providers' entries.
+  boost::asio::awaitable<void> add_leaders(boost::json::array& providers);
   // GET /audit: the audit trail, for admin tokens.
   boost::asio::awaitable<net::response> read_audit(net::request_context& ctx,
                                                    const verified_token&);
@@ -128,6 +139,8 @@ class api {
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it
   token_rate_limiter* limiter_;
+  cluster_store* cluster_ = nullptr;
+  std::string node_name_;
 };
 
 }  // namespace cloudbrain

@@ -102,14 +102,24 @@ asio::awaitable<result<verified_token>> authenticator::verify(const token_parts&
       dl);
 }
 
+void authenticator::forget(std::int64_t id) {
+  if (!tell(auth_revoked{id})) {
+    // A full mailbox: the entry goes at the next confirmation, within five seconds.
+    log::warn("a token's revocation could not be applied at once", {{"token_id", id}});
+  }
+}
+
 void authenticator::handle(auth_message&& m) {
   std::visit(
       [this](auto&& msg) {
         using T = std::decay_t<decltype(msg)>;
-        if constexpr (std::is_same_v<T, auth_verify>)
+        if constexpr (std::is_same_v<T, auth_verify>) {
           on_verify(std::move(msg));
-        else
+        } else if constexpr (std::is_same_v<T, auth_revoked>) {
+          if (cache_.erase(msg.id) > 0) publish();
+        } else {
           on_verified(std::move(msg));
+        }
       },
       std::move(m));
 }

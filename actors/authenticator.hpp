@@ -26,7 +26,10 @@ struct auth_verified {  // a slow verification finished (internal)
   token_role role = token_role::client;
   token_scope scope = token_scope::own;
 };
-using auth_message = std::variant<auth_verify, auth_verified>;
+struct auth_revoked {  // a node heard that this token was revoked (NOTIFY cloudbrain_tokens)
+  std::int64_t id;
+};
+using auth_message = std::variant<auth_verify, auth_verified, auth_revoked>;
 
 // Checks API tokens. A verified token is remembered, with its role and scope, by the SHA-256 of
 // its secret, so scrypt is paid once per token rather than per request; every two seconds the
@@ -46,6 +49,10 @@ class authenticator : public actor<authenticator, auth_message> {
   void start();
   void handle(auth_message&& m);
   void on_restart();
+
+  // Forgets a token at once (its revocation was announced); the periodic check is the backstop
+  // when the announcement is lost.
+  void forget(std::int64_t id);
 
   // The token's id, role and scope, or unauthorized / db_unavailable / overloaded.
   boost::asio::awaitable<result<verified_token>> verify(const token_parts& t, deadline dl);

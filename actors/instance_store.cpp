@@ -183,7 +183,10 @@ WITH claimed AS (
           AND ((jj.state = 'queued' AND jj.run_at <= now())
                OR (jj.state = 'running' AND jj.lease_expires_at < now()))
         ORDER BY jj.run_at, jj.id
-        LIMIT $4::int
+        -- max-in-flight holds for the cluster: what every node runs under a live lease counts
+        LIMIT least($4::int, greatest(0, $5::int - (
+          SELECT count(*) FROM jobs r
+          WHERE r.provider = $3 AND r.state = 'running' AND r.lease_expires_at >= now())))
         FOR UPDATE SKIP LOCKED) c
   WHERE j.id = c.id
   RETURNING j.*)
@@ -197,6 +200,13 @@ SELECT j.id, j.kind, coalesce(j.instance_id::text, ''), j.attempts, j.max_attemp
 FROM claimed j
 LEFT JOIN instances i ON i.id = j.instance_id
 LEFT JOIN reservations r ON r.id = coalesce(j.reservation_id, i.reservation_id))";
+
+// Claims of one provider take turns on its row, so that each counts the jobs running across
+// the cluster after the one before it committed (the claim must be the next statement: a
+// statement that waited for a lock still reads from before the wait).
+const char* const claim_lock_sql = R"(
+INSERT INTO provider_claims (provider) VALUES ($1)
+ON CONFLICT (provider) DO UPDATE SET provider = EXCLUDED.provider)";
 
 const char* const renew_sql = R"(
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $2::double precision)
@@ -729,10 +739,17 @@ asio::awaitable<result<std::string>> instance_store::request_delete(
 
 asio::awaitable<result<std::vector<job>>> instance_store::claim(const std::string& provider,
                                                                 std::size_t max,
-                                                                std::chrono::milliseconds lease) {
-  const params query_args_7{owner_, seconds(lease), provider, std::to_string(max)};
-  auto r = co_await pool_.execute(stmt_job_claim, query_args_7);
-  if (!r) co_return r.error();
+                                                                std::chrono::milliseconds lease,
+                                                                std::size_t cluster_max) {
+  const params lock_args{provider};
+  const params query_args_7{owner_, seconds(lease), provider, std::to_string(max),
+                            std::to_string(cluster_max)};
+  // One round trip, one transaction: the lock, then the claim.
+  const pg::batch_item items[] = {pg::batch_item(claim_lock_sql, lock_args),
+                                  pg::batch_item(stmt_job_claim, query_args_7)};
+  auto claimed = co_await pool_.pipeline(items);
+  if (!claimed) co_return claimed.error();
+  const pg::rows* r = &(*claimed)[1];
   std::vector<job> jobs;
   jobs.reserve(r->size());
   for (int row = 0; row < static_cast<int>(r->size()); ++row) {

@@ -126,9 +126,12 @@ class instance_store {
                                                              std::optional<std::int64_t> owner);
 
   // Jobs, for the scheduler.
+  // At most `max` of the provider's due jobs, and no more than leave `cluster_max` running
+  // under live leases across every node.
   boost::asio::awaitable<result<std::vector<job>>> claim(const std::string& provider,
                                                          std::size_t max,
-                                                         std::chrono::milliseconds lease);
+                                                         std::chrono::milliseconds lease,
+                                                         std::size_t cluster_max);
   boost::asio::awaitable<result<void>> renew(const std::vector<std::int64_t>& ids,
                                              std::chrono::milliseconds lease);
   boost::asio::awaitable<result<void>> finish(const job& j, const job_outcome& o);

@@ -37,7 +37,7 @@ provider_actor::provider_actor(asio::any_io_executor ex, provider_section sectio
       reservations_(reservations),
       deployment_(std::move(deployment)),
       done_(std::move(done)),
-      bucket_(section_.rate_limit, std::max(1.0, section_.rate_limit), steady_clock::now()) {
+      pacer_(strand(), store_.pool(), section_.name, section_.rate_limit) {
   // The driver awaits this before each request it sends, on this actor's strand.
   driver_->set_pacer([this] { return pace(); });
 }
@@ -94,6 +94,13 @@ void provider_actor::handle(provider_message&& m) {
                {"unused", janitor_stats_.unused.load()},
                {"orphans_cancelled", janitor_stats_.orphans_cancelled.load()},
                {"frozen", janitor_stats_.frozen.load()}};
+  const auto& paced = pacer_.stats();
+  s.pacing = {{"scope", "cluster"},
+              {"window_bound", pacer_.window_bound()},
+              {"slots", paced.slots.load()},
+              {"late", paced.late.load()},
+              {"refusals", paced.refusals.load()},
+              {"db_failures", paced.db_failures.load()}};
   q.reply(std::move(s));
 }
 
@@ -140,18 +147,16 @@ asio::awaitable<void> provider_actor::run_delete(vm_ref ref, std::string key,
 }
 
 asio::awaitable<void> provider_actor::pace() {
+  const auto started = steady_clock::now();
   for (;;) {
     const auto now = steady_clock::now();
-    if (const auto until = open_until_.load(); now < until) {
-      ++rate_limit_waits_;
-      co_await sleep_for(until - now);
-      continue;
-    }
-    const auto wait = bucket_.try_take(now);
-    if (wait == steady_clock::duration::zero()) break;
-    ++rate_limit_waits_;
-    co_await sleep_for(wait);
+    const auto until = open_until_.load();
+    if (now >= until) break;
+    co_await sleep_for(until - now);
   }
+  auto taking = pacer_.take();
+  co_await std::move(taking);
+  if (steady_clock::now() - started > std::chrono::milliseconds(1)) ++rate_limit_waits_;
   ++calls_;
 }
 
@@ -168,7 +173,7 @@ void provider_actor::note_failure(const error& e) {
             ? asked + std::chrono::milliseconds(
                           std::uniform_int_distribution<std::int64_t>(0, asked.count() / 4)(rng_))
             : std::chrono::milliseconds(std::uniform_int_distribution<int>(1000, 3000)(rng_));
-    bucket_.pause_until(steady_clock::now() + pause);
+    pacer_.pause(pause);
   }
   if (e.is(errc::cloud_transient) || e.is(errc::timeout)) {
     if (++consecutive_failures_ >= 10) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/cluster_rate_limiter.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/reservation_store.hpp"
 #include "core/actor.hpp"
@@ -31,6 +32,7 @@ struct provider_status {
   boost::json::object details;  // the driver's own figures (the fake's VM count, ...)
   boost::json::object reconciler;
   boost::json::object janitor;
+  boost::json::object pacing;  // the cluster-wide rate limit, as this node sees it
 };
 
 struct run_job {
@@ -84,8 +86,9 @@ struct janitor_stats {
 };
 
 // One per configured provider: owns the driver and runs jobs against it, at most
-// `max-in-flight` at once (the scheduler never hands it more) and no more than `rate-limit`
-// cloud calls per second, whatever the burst of API requests.
+// `max-in-flight` at once across the cluster (the scheduler never claims more) and no more than
+// `rate-limit` cloud calls per second across the cluster (cluster_rate_limiter), whatever the
+// burst of API requests.
 class provider_actor : public actor<provider_actor, provider_message> {
  public:
   using completion = std::function<void(job, job_outcome)>;
@@ -108,6 +111,7 @@ class provider_actor : public actor<provider_actor, provider_message> {
   // (0 while an out-of-tree driver is away). From any thread.
   [[nodiscard]] std::size_t capacity() const;
   [[nodiscard]] std::uint64_t rate_limit_waits() const { return rate_limit_waits_.load(); }
+  [[nodiscard]] const rate_limiter_stats& pacing() const { return pacer_.stats(); }
 
  private:
   boost::asio::awaitable<void> run(job j);
@@ -149,7 +153,7 @@ class provider_actor : public actor<provider_actor, provider_message> {
   reservation_store& reservations_;
   std::string deployment_;
   completion done_;
-  token_bucket bucket_;
+  cluster_rate_limiter pacer_;
   backoff_policy retry_policy_{std::chrono::milliseconds(500), std::chrono::milliseconds(30'000)};
   std::mt19937_64 rng_{std::random_device{}()};
   // Zone and instance type pairs that ran out of capacity, tried last until then.

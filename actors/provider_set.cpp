@@ -59,7 +59,8 @@ result<std::vector<std::unique_ptr<providers::driver>>> make_metered_drivers(
 provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
                            instance_store& store, reservation_store& reservations, scheduler& sched,
                            health& status, service_metrics& meter, provider_registry& registry,
-                           blocking_pool& blocking, providers::driver_link* drivers)
+                           blocking_pool& blocking, cluster_node& cluster,
+                           providers::driver_link* drivers)
     : ex_(std::move(ex)),
       cfg_(cfg),
       running_(cfg),
@@ -70,6 +71,7 @@ provider_set::provider_set(asio::any_io_executor ex, const service_config& cfg,
       meter_(meter),
       registry_(registry),
       blocking_(blocking),
+      cluster_(cluster),
       drivers_(drivers) {}
 
 void provider_set::add(const std::vector<provider_section>& sections,
@@ -95,11 +97,19 @@ void provider_set::bring_up(const provider_section& section,
   } else {
     sched_.add_provider(actor);
   }
-  reconcilers_.push_back(std::make_unique<reconciler>(ex_, actor, store_, status_,
+  auto reconciling = std::make_unique<leadership>(section.name, "reconciler");
+  auto janitoring = std::make_unique<leadership>(section.name, "janitor");
+  reconcilers_.push_back(std::make_unique<reconciler>(ex_, actor, store_, status_, *reconciling,
                                                       cfg_.reconcile_interval, cfg_.orphan_grace));
   janitors_.push_back(std::make_unique<reservation_janitor>(
-      ex_, actor, reservations_, status_, cfg_.janitor_interval, cfg_.reservation_unused_grace,
-      cfg_.orphan_grace));
+      ex_, actor, reservations_, status_, *janitoring, cfg_.janitor_interval,
+      cfg_.reservation_unused_grace, cfg_.orphan_grace));
+  cluster_.offer({reconciling.get(), janitoring.get()});
+  {
+    const std::lock_guard lock(roles_mutex_);
+    roles_.push_back(std::move(reconciling));
+    roles_.push_back(std::move(janitoring));
+  }
   // A driver whose capacity comes and goes (an out-of-tree driver connecting or leaving) wakes
   // the scheduler, which claims nothing for a provider without capacity, and has the
   // reconciler and the janitor look again, so that /readyz says what is true now.
@@ -125,6 +135,14 @@ void provider_set::start() {
   started_ = true;
   for (auto& r : reconcilers_) r->start();
   for (auto& j : janitors_) j->start();
+}
+
+std::vector<const leadership*> provider_set::roles() const {
+  const std::lock_guard lock(roles_mutex_);
+  std::vector<const leadership*> out;
+  out.reserve(roles_.size());
+  for (const auto& r : roles_) out.push_back(r.get());
+  return out;
 }
 
 void provider_set::close() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/cluster_node.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -57,7 +59,7 @@ class provider_set {
   provider_set(boost::asio::any_io_executor ex, const service_config& cfg, instance_store& store,
                reservation_store& reservations, scheduler& sched, health& status,
                service_metrics& meter, provider_registry& registry, blocking_pool& blocking,
-               providers::driver_link* drivers = nullptr);
+               cluster_node& cluster, providers::driver_link* drivers = nullptr);
 
   // Before start(): brings up one provider per section, drivers[i] for sections[i].
   void add(const std::vector<provider_section>& sections,
@@ -69,6 +71,8 @@ class provider_set {
   boost::asio::awaitable<reload_report> reload(config_reader read);
   // Shutdown: the reconcilers and janitors take no more work.
   void close();
+  // Every provider's cluster-wide roles, as this node holds them; read from any thread.
+  [[nodiscard]] std::vector<const leadership*> roles() const;
 
   [[nodiscard]] std::size_t size() const { return actors_.size(); }
 
@@ -86,11 +90,15 @@ class provider_set {
   service_metrics& meter_;
   provider_registry& registry_;
   blocking_pool& blocking_;
+  cluster_node& cluster_;
   providers::driver_link* drivers_;
   std::atomic<bool> started_{false};  // also read by drivers' capacity callbacks
   std::vector<std::unique_ptr<provider_actor>> actors_;
   std::vector<std::unique_ptr<reconciler>> reconcilers_;
   std::vector<std::unique_ptr<reservation_janitor>> janitors_;
+  // Two per provider (reconciler, janitor), never removed: their addresses are handed out.
+  mutable std::mutex roles_mutex_;
+  std::vector<std::unique_ptr<leadership>> roles_;
 };
 
 }  // namespace cloudbrain

@@ -40,7 +40,7 @@ std::optional<std::string> labelled_instance(const vm& v) {
 }  // namespace
 
 reconciler::reconciler(asio::any_io_executor ex, provider_actor& provider, instance_store& store,
-                       health& status, std::chrono::milliseconds interval,
+                       health& status, const leadership& lead, std::chrono::milliseconds interval,
                        std::chrono::milliseconds orphan_grace)
     : actor(std::move(ex), "reconciler." + provider.section().name, 16),
       provider_(provider),
@@ -48,12 +48,20 @@ reconciler::reconciler(asio::any_io_executor ex, provider_actor& provider, insta
       health_(status),
       interval_(interval),
       orphan_grace_(orphan_grace),
+      lead_(lead),
       warning_key_("reconciler." + provider.section().name) {}
 
 void reconciler::start() { spawn(loop(), "loop"); }
 
 void reconciler::handle(reconciler_message&&) {
-  if (!running_pass_) spawn(pass(), "pass");
+  if (!running_pass_ && lead_.held()) spawn(pass(), "pass");
+}
+
+bool reconciler::leading(std::string_view before) const {
+  if (lead_.held()) return true;
+  log::info("no longer the provider's reconciler; the pass stops",
+            {{"provider", provider_.section().name}, {"before", before}});
+  return false;
 }
 
 asio::awaitable<void> reconciler::loop() {
@@ -61,9 +69,13 @@ asio::awaitable<void> reconciler::loop() {
   co_await sleep_for(std::chrono::milliseconds(
       std::uniform_int_distribution<std::int64_t>(0, interval_.count() / 2)(rng_)));
   while (!closed()) {
-    if (!running_pass_) {
+    if (!running_pass_ && lead_.held()) {
       auto passing = pass();
       co_await std::move(passing);
+    } else if (!lead_.held()) {
+      // What this node saw as a leader says nothing now that another node looks.
+      provider_.reconciliation().frozen.store(false);
+      health_.clear_warning(warning_key_);
     }
     const auto jitter =
         std::uniform_int_distribution<std::int64_t>(0, interval_.count() / 10)(rng_);
@@ -135,6 +147,7 @@ asio::awaitable<void> reconciler::pass() {
 asio::awaitable<void> reconciler::compare_and_repair() {
   const std::string& provider = provider_.section().name;
   auto& stats = provider_.reconciliation();
+  if (!lead_.held()) co_return;  // another node reconciles this provider
 
   // 1. What the cloud has. Anything short of a complete listing freezes the pass.
   const auto listed_at = system_clock::now();
@@ -159,6 +172,7 @@ asio::awaitable<void> reconciler::compare_and_repair() {
     freeze("the database could not be read: " + view.error().message());
     co_return;
   }
+  if (!leading("comparing")) co_return;
   thaw();
   stats.stuck_deletes.store(view->stuck_deletes);
 
@@ -174,6 +188,7 @@ asio::awaitable<void> reconciler::compare_and_repair() {
     const auto id = labelled_instance(v);
     const auto row = id ? rows.find(*id) : rows.end();
     if (row != rows.end() && live(row->second->state)) {
+      if (!leading("updating an address")) co_return;
       if (row->second->state == "running" && v.status == vm_status::running && v.ip_address &&
           *v.ip_address != row->second->ip_address) {
         auto updating = store_.update_address(*id, *v.ip_address);
@@ -194,6 +209,7 @@ asio::awaitable<void> reconciler::compare_and_repair() {
   }
   // Several at once (a delete is a long operation at a real cloud), never more than a few.
   for (std::size_t first = 0; first < orphans.size(); first += orphan_batch) {
+    if (!leading("deleting orphans")) co_return;
     const std::size_t n = std::min(orphan_batch, orphans.size() - first);
     auto ex = co_await asio::this_coro::executor;
     auto finished =
@@ -229,6 +245,7 @@ asio::awaitable<void> reconciler::compare_and_repair() {
     auto probed = co_await std::move(probing);
     if (probed || !probed.error().is(errc::cloud_not_found))
       continue;  // there after all, or unsure
+    if (!leading("marking a vanished instance")) co_return;
     auto marking = store_.mark_vanished(r.id, r.state);
     auto marked = co_await std::move(marking);
     if (marked && *marked) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/cluster_node.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
 #include "actors/provider_actor.hpp"
@@ -22,10 +23,12 @@ using reconciler_message = std::variant<reconcile_now>;
 //     (logged, counted, recorded in instance_events).
 // When its view is doubtful (the listing failed, the database could not be read) it deletes
 // and marks nothing, and says so in /readyz and the log until a pass succeeds again.
+// Every node has one per provider, but only the node that holds the provider's reconciler role
+// (`lead`, see cluster_node) runs passes; it stops a pass as soon as it no longer holds it.
 class reconciler : public actor<reconciler, reconciler_message> {
  public:
   reconciler(boost::asio::any_io_executor ex, provider_actor& provider, instance_store& store,
-             health& status, std::chrono::milliseconds interval,
+             health& status, const leadership& lead, std::chrono::milliseconds interval,
              std::chrono::milliseconds orphan_grace);
 
   void start();
@@ -45,12 +48,15 @@ class reconciler : public actor<reconciler, reconciler_message> {
   boost::asio::awaitable<void> compare_and_repair();
   void freeze(const std::string& why);
   void thaw();
+  // Whether this node still leads the provider's reconciliation; says so when it stops.
+  [[nodiscard]] bool leading(std::string_view before) const;
 
   provider_actor& provider_;
   instance_store& store_;
   health& health_;
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds orphan_grace_;
+  const leadership& lead_;
   std::string warning_key_;
   bool running_pass_ = false;
   std::mt19937_64 rng_{std::random_device{}()};

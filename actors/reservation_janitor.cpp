@@ -31,7 +31,7 @@ bool final_state(const std::string& s) {
 
 reservation_janitor::reservation_janitor(asio::any_io_executor ex, provider_actor& provider,
                                          reservation_store& store, health& status,
-                                         std::chrono::milliseconds interval,
+                                         const leadership& lead, std::chrono::milliseconds interval,
                                          std::chrono::milliseconds unused_grace,
                                          std::chrono::milliseconds orphan_grace)
     : actor(std::move(ex), "janitor." + provider.section().name, 16),
@@ -41,21 +41,33 @@ reservation_janitor::reservation_janitor(asio::any_io_executor ex, provider_acto
       interval_(interval),
       unused_grace_(unused_grace),
       orphan_grace_(orphan_grace),
+      lead_(lead),
       warning_key_("janitor." + provider.section().name) {}
 
 void reservation_janitor::start() { spawn(loop(), "loop"); }
 
 void reservation_janitor::handle(janitor_message&&) {
-  if (!running_pass_) spawn(pass(), "pass");
+  if (!running_pass_ && lead_.held()) spawn(pass(), "pass");
+}
+
+bool reservation_janitor::leading(std::string_view before) const {
+  if (lead_.held()) return true;
+  log::info("no longer the provider's reservation janitor; the pass stops",
+            {{"provider", provider_.section().name}, {"before", before}});
+  return false;
 }
 
 asio::awaitable<void> reservation_janitor::loop() {
   co_await sleep_for(std::chrono::milliseconds(
       std::uniform_int_distribution<std::int64_t>(0, interval_.count() / 2)(rng_)));
   while (!closed()) {
-    if (!running_pass_) {
+    if (!running_pass_ && lead_.held()) {
       auto passing = pass();
       co_await std::move(passing);
+    } else if (!lead_.held()) {
+      // What this node saw as a leader says nothing now that another node looks.
+      provider_.janitoring().frozen.store(false);
+      health_.clear_warning(warning_key_);
     }
     const auto jitter =
         std::uniform_int_distribution<std::int64_t>(0, interval_.count() / 10)(rng_);
@@ -97,9 +109,11 @@ asio::awaitable<void> reservation_janitor::pass() {
 asio::awaitable<void> reservation_janitor::sweep() {
   const std::string& provider = provider_.section().name;
   auto& stats = provider_.janitoring();
+  if (!lead_.held()) co_return;  // another node looks after this provider's reservations
 
   // 1. Rows past their end or idle too long: cancelled through the queue like a user's cancel.
   for (;;) {
+    if (!leading("cancelling reservations")) co_return;
     auto reaping = store_.reap(provider, unused_grace_, reap_batch);
     auto reaped = co_await std::move(reaping);
     if (!reaped) {
@@ -171,6 +185,7 @@ asio::awaitable<void> reservation_janitor::sweep() {
     orphans.push_back(orphan{r, id, why});
   }
   for (auto& o : orphans) {
+    if (!leading("releasing orphans")) co_return;
     auto releasing = release_orphan(std::move(o));
     co_await std::move(releasing);
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/cluster_node.hpp"
 #include "actors/health.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/reservation_store.hpp"
@@ -23,11 +24,13 @@ using janitor_message = std::variant<janitor_pass_now>;
 // Every cancellation is logged, counted and recorded (reservation_events). When its view is
 // doubtful (the listing failed or the database could not be read) it releases nothing at the
 // cloud and says so in /readyz and the log until a pass succeeds again.
+// Every node has one per provider, but only the node that holds the provider's janitor role
+// (`lead`, see cluster_node) runs passes; it stops a pass as soon as it no longer holds it.
 class reservation_janitor : public actor<reservation_janitor, janitor_message> {
  public:
   reservation_janitor(boost::asio::any_io_executor ex, provider_actor& provider,
-                      reservation_store& store, health& status, std::chrono::milliseconds interval,
-                      std::chrono::milliseconds unused_grace,
+                      reservation_store& store, health& status, const leadership& lead,
+                      std::chrono::milliseconds interval, std::chrono::milliseconds unused_grace,
                       std::chrono::milliseconds orphan_grace);
 
   void start();
@@ -47,6 +50,8 @@ class reservation_janitor : public actor<reservation_janitor, janitor_message> {
   boost::asio::awaitable<void> release_orphan(orphan o);
   void freeze(const std::string& why);
   void thaw();
+  // Whether this node still leads the provider's janitor; says so when it stops.
+  [[nodiscard]] bool leading(std::string_view before) const;
 
   provider_actor& provider_;
   reservation_store& store_;
@@ -54,6 +59,7 @@ class reservation_janitor : public actor<reservation_janitor, janitor_message> {
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds unused_grace_;
   std::chrono::milliseconds orphan_grace_;
+  const leadership& lead_;
   std::string warning_key_;
   bool running_pass_ = false;
   std::mt19937_64 rng_{std::random_device{}()};

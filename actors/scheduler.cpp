@@ -82,7 +82,7 @@ asio::awaitable<void> scheduler::claim(std::string provider) {
     const std::size_t capacity = s.actor->capacity();
     const std::size_t room = capacity > s.in_flight ? capacity - s.in_flight : 0;
     if (room == 0 || draining_) break;
-    auto jobs = co_await store_.claim(provider, room, lease_);
+    auto jobs = co_await store_.claim(provider, room, lease_, capacity);
     if (!jobs) {
       log::warn(
           "claiming jobs failed",

@@ -3,6 +3,8 @@
 #include "actors/api.hpp"
 #include "actors/audit_log.hpp"
 #include "actors/authenticator.hpp"
+#include "actors/cluster_node.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/driver_hub.hpp"
 #include "actors/health.hpp"
 #include "actors/instance_store.hpp"
@@ -45,7 +47,11 @@
 #include <ctime>
 #include <iostream>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace cloudbrain {
 namespace asio = boost::asio;
@@ -93,6 +99,23 @@ asio::awaitable<result<void>> wait_for_database(pg::pool& pool, std::chrono::sec
     asio::steady_timer t(ex, std::chrono::seconds(1));
     co_await t.async_wait(asio::use_awaitable);
   }
+}
+
+std::string host_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "localhost";
+  return host;
+}
+
+// How the cluster names this process, and where it serves: `listen`, with the host name for a
+// wildcard address.
+node_identity identify_node(const service_config& cfg, const asio::ip::tcp::endpoint& listen) {
+  std::string address = cfg.listen;
+  if (listen.address().is_unspecified()) {
+    address = host_name() + ":" + std::to_string(listen.port());
+  }
+  return node_identity{cfg.node_name.empty() ? address : cfg.node_name, CLOUDBRAIN_VERSION,
+                       address};
 }
 
 std::int64_t monotonic_usec() {
@@ -164,6 +187,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     if (!admin_listen) return 2;
   }
 
+  const node_identity me = identify_node(*cfg, *listen);
+  if (mode == serve_mode::serve) log::set_node(me.name);
+
   asio::io_context ioc(static_cast<int>(cfg->threads));
   blocking_pool blocking(cfg->blocking_threads);
   health status;
@@ -217,12 +243,18 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
   meter.watch(set_reconciler.stats());
-  scheduler sched(ioc.get_executor(), store, cfg->database_url, cfg->job_lease);
+  cluster_node cluster(ioc.get_executor(), cfg->direct_url(), me, status,
+                       [&auth](std::int64_t token_id) { auth.forget(token_id); });
+  cluster_store cluster_view(pool, cluster.timing().lost_after);
+  meter.watch(cluster, cluster_view);
+  // LISTEN needs a session of its own: the direct connection.
+  scheduler sched(ioc.get_executor(), store, cfg->direct_url(), cfg->job_lease);
   sched.set_metrics(meter.for_scheduler());
   provider_registry registry;
   provider_set served(ioc.get_executor(), *cfg, store, reservations, sched, status, meter, registry,
-                      blocking, &hub);
+                      blocking, cluster, &hub);
   served.add(cfg->providers, std::move(*drivers));
+  meter.watch_roles([&served] { return served.roles(); });
 
   auto routes = std::make_shared<net::router>();
   audit_log audit(ioc.get_executor(), pool);
@@ -242,11 +274,21 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
                                                    &refused);
   }
   api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, limiter.get());
+  http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   hub.install(*routes);
   // API.md: /livez, /readyz and /metrics need no token, on either listener.
   routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
   meter.learn_routes(*routes);
+  // The admin listener: the operations routes, for probes and Prometheus, and what is for
+  // operators only (GET /nodes).
+  std::shared_ptr<net::router> admin_routes;
+  if (admin_listen) {
+    admin_routes = std::make_shared<net::router>();
+    http_api.install_admin(*admin_routes);
+    admin_routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+    meter.learn_routes(*admin_routes);
+  }
   const auto on_request_done = [&meter](std::string_view method, std::string_view route,
                                         unsigned code, std::chrono::nanoseconds took) {
     meter.request_done(method, route, code, took);
@@ -265,19 +307,23 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   }
   net::server server(ioc, server_cfg, routes);
   if (mode == serve_mode::print_routes) {
+    std::set<std::pair<std::string, std::string>> on_listen;
     for (const auto& r : routes->routes()) {
       std::cout << net::http::to_string(r.method) << ' ' << r.pattern << ' ' << r.name
                 << (r.upgrade ? " upgrade" : "") << '\n';
+      on_listen.emplace(std::string(net::http::to_string(r.method)), r.pattern);
+    }
+    // Those served on admin-listen only, marked so.
+    for (const auto& r : admin_routes ? admin_routes->routes() : std::vector<net::route_info>{}) {
+      if (on_listen.contains({std::string(net::http::to_string(r.method)), r.pattern})) continue;
+      std::cout << net::http::to_string(r.method) << ' ' << r.pattern << ' ' << r.name
+                << " admin\n";
     }
     return 0;
   }
 
-  // The admin listener: only the operations routes, for probes and Prometheus.
   std::unique_ptr<net::server> admin;
-  if (admin_listen) {
-    auto admin_routes = std::make_shared<net::router>();
-    http_api.install_operations(*admin_routes);
-    admin_routes->add(net::http::verb::get, "/metrics", meter.handler(), "metrics");
+  if (admin_routes) {
     net::server_config admin_cfg;
     admin_cfg.listen = *admin_listen;
     admin_cfg.max_connections = 256;
@@ -297,6 +343,8 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     status.set_draining();
     served.close();
     set_reconciler.close();
+    // The roles first, so that another node takes them over at once.
+    co_await cluster.leave(after(std::chrono::seconds(3)));
     const auto dl = after(cfg->shutdown_timeout);
     // The server stops taking requests while the jobs in flight finish; out-of-tree drivers
     // stay connected for those jobs, and are let go once the scheduler has drained.
@@ -365,6 +413,13 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
           co_return;
         }
         status.set_schema_ok(true);
+        if (auto joined = co_await cluster.join(after(std::chrono::seconds(15))); !joined) {
+          std::cerr << "cloudbrain serve: cannot join the cluster as node '" << me.name
+                    << "': " << joined.error().message() << "\n";
+          exit_code = 1;
+          ioc.stop();
+          co_return;
+        }
         if (auto started = server.start(); !started) {
           std::cerr << "cloudbrain serve: " << started.error().detail << "\n";
           exit_code = 1;
@@ -380,6 +435,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
           }
         }
         auth.start();
+        cluster.start();
         hub.start();
         sched.start();
         served.start();
@@ -401,7 +457,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
         log::info("cloudbrain ready",
                   {{"listen", ep.address().to_string() + ":" + std::to_string(ep.port())},
                    {"providers", served.size()},
-                   {"owner", owner}});
+                   {"owner", owner},
+                   {"node", me.name},
+                   {"address", me.address}});
         for (;;) {
           auto [sig_ec, sig] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
           if (sig_ec) co_return;

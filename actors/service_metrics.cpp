@@ -298,6 +298,41 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
                       .add_gauge("process_start_time_seconds",
                                  "Start time of the process since unix epoch in seconds.")
                       .get()),
+      session_up_(registry_
+                      .add_gauge("cloudbrain_cluster_session_up",
+                                 "1 while this node's coordination session (heartbeat, roles, "
+                                 "token revocations) is up, else 0.")
+                      .get()),
+      heartbeat_failures_(registry_
+                              .add_counter("cloudbrain_cluster_heartbeat_failures_total",
+                                           "Heartbeats of this node that failed, each ending its "
+                                           "coordination session and the roles it held.")
+                              .get()),
+      revocations_heard_(registry_
+                             .add_counter("cloudbrain_token_revocations_heard_total",
+                                          "Token revocations this node heard announced (NOTIFY "
+                                          "cloudbrain_tokens) and applied at once.")
+                             .get()),
+      leading_(registry_.add_gauge(
+          "cloudbrain_leading",
+          "1 while this node holds the provider's cluster-wide role (reconciler, janitor).",
+          {"provider", "role"})),
+      leader_(registry_.add_gauge(
+          "cloudbrain_provider_leader",
+          "1 for the node that holds the provider's role (reconciler, janitor) now, 0 for the "
+          "nodes that held it before (from PostgreSQL, the same on every node).",
+          {"provider", "role", "node"})),
+      cluster_nodes_(registry_.add_gauge(
+          "cloudbrain_cluster_nodes",
+          "The deployment's nodes by state: live (heartbeat within 5 s) or lost (from PostgreSQL).",
+          {"state"})),
+      call_slots_(registry_.add_counter(
+          "cloudbrain_provider_call_slots_total",
+          "Cloud calls this node made in slots taken from the provider's cluster-wide pacing.",
+          {"provider"})),
+      call_slots_late_(registry_.add_counter(
+          "cloudbrain_provider_call_slots_late_total",
+          "Call slots this node gave up because it could not use them in time.", {"provider"})),
       set_passes_(registry_
                       .add_counter("cloudbrain_reservation_set_passes_total",
                                    "Passes of this process's reservation set reconciliation.")
@@ -385,6 +420,19 @@ std::vector<provider_actor*> service_metrics::watched() const {
 
 void service_metrics::watch(const set_reconcile_stats& sets) { set_stats_ = &sets; }
 
+void service_metrics::watch(const cluster_node& node, const cluster_store& cluster) {
+  node_ = &node;
+  cluster_ = &cluster;
+  registry_.add_gauge("cloudbrain_node_info", "This process's node name; always 1.", {"node"})
+      .with({node.identity().name})
+      .set(1);
+  for (const char* state : {"live", "lost"}) cluster_nodes_.with({state}).set(0);
+}
+
+void service_metrics::watch_roles(std::function<std::vector<const leadership*>()> roles) {
+  roles_ = std::move(roles);
+}
+
 void service_metrics::watch(provider_actor& p) {
   {
     const std::lock_guard lock(providers_mutex_);
@@ -424,6 +472,19 @@ void service_metrics::collect() {
     janitor_cancelled_.with({name, "unused"}).mirror(static_cast<double>(jan.unused.load()));
     frozen_.with({name, "reconciler"}).set(rec.frozen.load() ? 1 : 0);
     frozen_.with({name, "janitor"}).set(jan.frozen.load() ? 1 : 0);
+    call_slots_.with({name}).mirror(static_cast<double>(p->pacing().slots.load()));
+    call_slots_late_.with({name}).mirror(static_cast<double>(p->pacing().late.load()));
+  }
+  if (node_ != nullptr) {
+    const auto& n = node_->stats();
+    session_up_.set(n.session_up.load() ? 1 : 0);
+    heartbeat_failures_.mirror(static_cast<double>(n.heartbeat_failures.load()));
+    revocations_heard_.mirror(static_cast<double>(n.revocations_heard.load()));
+  }
+  if (roles_) {
+    for (const leadership* l : roles_()) {
+      leading_.with({l->provider(), l->role()}).set(l->held() ? 1 : 0);
+    }
   }
   if (pool_ != nullptr) {
     const auto s = pool_->stats();
@@ -452,8 +513,14 @@ asio::awaitable<void> service_metrics::refresh_database() {
   // One refresh at a time; a scrape meanwhile serves the values of the last one.
   if (pool_ == nullptr || refreshing_.exchange(true)) co_return;
   refreshed_at_.store(now.time_since_epoch().count());
-  const pg::batch_item items[] = {pg::batch_item(instances_sql), pg::batch_item(reservations_sql),
-                                  pg::batch_item(jobs_sql), pg::batch_item(spend_sql)};
+  const std::vector<pg::param> lost_after{cluster_ != nullptr ? cluster_->lost_after_seconds()
+                                                              : std::string("5")};
+  const pg::batch_item items[] = {pg::batch_item(instances_sql),
+                                  pg::batch_item(reservations_sql),
+                                  pg::batch_item(jobs_sql),
+                                  pg::batch_item(spend_sql),
+                                  pg::batch_item(cluster_store::role_holders_sql),
+                                  pg::batch_item(cluster_store::node_states_sql, lost_after)};
   // Cleared however the read ends, a shutdown's cancellation included; this object outlives
   // every scrape.
   struct done_refreshing {
@@ -462,7 +529,7 @@ asio::awaitable<void> service_metrics::refresh_database() {
   } guard{refreshing_};
   auto reading = pool_->pipeline(items, after(std::chrono::seconds(2)));
   auto got = co_await std::move(reading);
-  if (!got || got->size() != 4) {
+  if (!got || got->size() != 6) {
     database_ok_.store(false);
     refresh_errors_.inc();
     log::warn("reading figures for /metrics failed",
@@ -474,6 +541,8 @@ asio::awaitable<void> service_metrics::refresh_database() {
   const pg::rows& res = (*got)[1];
   const pg::rows& jobs = (*got)[2];
   const pg::rows& spend = (*got)[3];
+  const pg::rows& holders = (*got)[4];
+  const pg::rows& node_states = (*got)[5];
   // Counted first and set once each, so that a scrape rendering meanwhile never sees a zero
   // that is not one. What the queries do not list is zero; rows of providers no longer
   // configured are left out (labels come from the configuration).
@@ -539,6 +608,28 @@ asio::awaitable<void> service_metrics::refresh_database() {
   for (const auto& [name, rate] : spend_rate) spend_per_hour_.with({name}).set(rate);
   for (const auto& [key, n] : instances) instances_.with({key.first, key.second}).set(n);
   for (const auto& [key, n] : reservations) reservations_.with({key.first, key.second}).set(n);
+  // Who leads: the holder 1, every node seen holding it before 0. A scrape that meanwhile
+  // renders may see a role without a holder for a moment, never two holders.
+  std::set<std::tuple<std::string, std::string, std::string>> holding;
+  for (int i = 0; i < static_cast<int>(holders.size()); ++i) {
+    if (holders.text(i, 2).empty()) continue;
+    holding.emplace(holders.text(i, 0), holders.text(i, 1), holders.text(i, 2));
+  }
+  {
+    const std::lock_guard lock(providers_mutex_);
+    for (const auto& [provider, role, node] : leader_series_) {
+      if (!holding.contains({provider, role, node})) leader_.with({provider, role, node}).set(0);
+    }
+    for (const auto& [provider, role, node] : holding) {
+      leader_.with({provider, role, node}).set(1);
+      leader_series_.emplace(provider, role, node);
+    }
+  }
+  std::map<std::string, double> states{{"live", 0}, {"lost", 0}};
+  for (int i = 0; i < static_cast<int>(node_states.size()); ++i) {
+    states[std::string(node_states.text(i, 0))] = number(node_states.text(i, 1));
+  }
+  for (const auto& [state, n] : states) cluster_nodes_.with({state}).set(n);
   for (const auto& [name, f] : figures) {
     reservations_past_end_.with({name}).set(f.past_end);
     jobs_queued_.with({name}).set(f.queued);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/cluster_node.hpp"
+#include "actors/cluster_store.hpp"
 #include "actors/health.hpp"
 #include "actors/provider_actor.hpp"
 #include "actors/reservation_set_reconciler.hpp"
@@ -12,10 +14,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace cloudbrain {
@@ -64,6 +69,10 @@ class service_metrics {
   void watch(pg::pool& pool);
   void watch(provider_actor& p);
   void watch(const set_reconcile_stats& sets);
+  // This node in its cluster, and the roles it may hold (of every provider, a reload's too).
+  void watch(const cluster_node& node, const cluster_store& cluster);
+  // `roles` lists them (provider_set::roles), from any thread.
+  void watch_roles(std::function<std::vector<const leadership*>()> roles);
 
   // The outcome of reading the configuration again (SIGHUP).
   void config_reloaded(bool ok);
@@ -133,6 +142,19 @@ class service_metrics {
   metrics::gauge& open_fds_;
   metrics::gauge& max_fds_;
   metrics::gauge& start_time_;
+  // The cluster
+  metrics::gauge& session_up_;
+  metrics::counter& heartbeat_failures_;
+  metrics::counter& revocations_heard_;
+  metrics::family<metrics::gauge>& leading_;
+  metrics::family<metrics::gauge>& leader_;
+  metrics::family<metrics::gauge>& cluster_nodes_;
+  metrics::family<metrics::counter>& call_slots_;
+  metrics::family<metrics::counter>& call_slots_late_;
+  const cluster_node* node_ = nullptr;
+  const cluster_store* cluster_ = nullptr;
+  std::function<std::vector<const leadership*>()> roles_;
+  std::set<std::tuple<std::string, std::string, std::string>> leader_series_;  // refresh only
   // Reservation sets
   metrics::counter& set_passes_;
   metrics::counter& set_pass_failures_;

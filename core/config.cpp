@@ -5,6 +5,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -34,6 +35,12 @@ constexpr key_info global_keys[] = {
      "PATH"},
     {"tls-key", "PEM private key of tls-cert, unencrypted", "PATH"},
     {"database-url", "PostgreSQL connection URL (also DATABASE_URL)", "URL"},
+    {"database-direct-url",
+     "PostgreSQL URL for LISTEN, advisory locks and the heartbeat, not through a transaction "
+     "pooler (default: database-url)",
+     "URL"},
+    {"node-name", "this process's name among the deployment's nodes (default: HOST:PORT of listen)",
+     "NAME"},
     {"deployment", "name that marks this deployment's resources at the clouds (default cloudbrain)",
      "NAME"},
     {"base-url", "external base URL for Location headers (default: from the Host header)", "URL"},
@@ -143,7 +150,17 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     (key == "tls-cert" ? c.tls_cert : c.tls_key) = v;
   } else if (key == "database-url")
     c.database_url = v;
-  else if (key == "deployment") {
+  else if (key == "database-direct-url")
+    c.database_direct_url = v;
+  else if (key == "node-name") {
+    if (v.empty() || v.size() > 200 || std::any_of(v.begin(), v.end(), [](char ch) {
+          return static_cast<unsigned char>(ch) < 0x21 || static_cast<unsigned char>(ch) > 0x7e;
+        })) {
+      return fail(errc::bad_config,
+                  "'node-name' must be 1-200 printable characters without spaces, not '" + v + "'");
+    }
+    c.node_name = v;
+  } else if (key == "deployment") {
     if (v.empty() || v.size() > 40 ||
         v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
       return fail(errc::bad_config,
@@ -253,6 +270,8 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("tls-cert", a.tls_cert == b.tls_cert);
   note("tls-key", a.tls_key == b.tls_key);
   note("database-url", a.database_url == b.database_url);
+  note("database-direct-url", a.database_direct_url == b.database_direct_url);
+  note("node-name", a.node_name == b.node_name);
   note("deployment", a.deployment == b.deployment);
   note("base-url", a.base_url == b.base_url);
   note("reconcile-interval", a.reconcile_interval == b.reconcile_interval);

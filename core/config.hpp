@@ -44,6 +44,12 @@ struct service_config {
   std::string tls_cert;
   std::string tls_key;
   std::string database_url;
+  // For what needs a session of its own (LISTEN, advisory locks, the node's heartbeat): a direct
+  // connection, not through a transaction pooler. Empty: database_url.
+  std::string database_direct_url;
+  // How this process is named among the deployment's nodes; empty: HOST:PORT of `listen`, with
+  // the machine's host name for a wildcard address.
+  std::string node_name;
   std::string deployment = "cloudbrain";  // marks this deployment's VMs at the clouds
   std::string base_url;                   // for Location headers; empty: from the Host header
   std::chrono::milliseconds reconcile_interval{30'000};
@@ -77,6 +83,9 @@ struct service_config {
   std::vector<provider_section> providers;
 
   [[nodiscard]] const provider_section* provider(std::string_view name) const;
+  [[nodiscard]] const std::string& direct_url() const {
+    return database_direct_url.empty() ? database_url : database_direct_url;
+  }
 };
 
 using environment_lookup = std::function<std::optional<std::string>(const std::string& name)>;

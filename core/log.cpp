@@ -28,6 +28,12 @@ std::shared_ptr<spdlog::logger>& logger() {
   return instance;
 }
 
+// Set once at start, before the threads that log; read by every line.
+std::string& node_name() {
+  static std::string name;
+  return name;
+}
+
 std::shared_ptr<spdlog::logger> make_sync_logger() {
   auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
   auto l = std::make_shared<spdlog::logger>("cloudbrain", sink);
@@ -119,6 +125,10 @@ std::string format_line(level l, std::string_view message, fields f) {
   out += format_rfc3339(system_clock::now());
   out += "\",\"level\":\"";
   out += level_names[static_cast<std::size_t>(l)];
+  if (const std::string& node = node_name(); !node.empty()) {
+    out += "\",\"node\":\"";
+    append_json_escaped(out, node);
+  }
   out += "\",\"msg\":\"";
   append_json_escaped(out, message);
   out += '"';
@@ -164,6 +174,8 @@ void init(level min_level, bool async) {
   logger()->set_level(to_spdlog(min_level));
   logger()->flush_on(spdlog::level::warn);
 }
+
+void set_node(std::string_view name) { node_name() = std::string(name); }
 
 void set_level(level min_level) {
   if (logger()) logger()->set_level(to_spdlog(min_level));

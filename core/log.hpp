@@ -35,6 +35,9 @@ using fields = std::initializer_list<field>;
 // Sets up the process-wide JSON-lines logger on stdout. `async` hands formatted lines to a
 // background thread through a bounded queue that drops the oldest line rather than block.
 void init(level min_level, bool async = true);
+// Names this process in every line from now on ("node":"..."), for the logs of a deployment of
+// several processes. Call once, before other threads log; empty: no such field.
+void set_node(std::string_view name);
 void set_level(level min_level);
 [[nodiscard]] level parse_level(std::string_view name, bool* ok = nullptr);
 [[nodiscard]] bool enabled(level l);

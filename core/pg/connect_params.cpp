@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
 #include <memory>
 
 namespace cloudbrain::pg::detail {
@@ -56,7 +57,22 @@ void connect_params::apply(const connect_options& options) {
   };
   add("statement_timeout", options.statement_timeout);
   add("client_connection_check_interval", options.client_connection_check_interval);
+  add("idle_session_timeout", options.idle_session_timeout);
+  add("tcp_user_timeout", options.tcp_user_timeout);
   if (!server_options.empty()) set("options", std::move(server_options));
+  if (options.tcp_user_timeout.count() > 0) {
+    // libpq's own side, in whole seconds for the keepalives; what the string says wins.
+    const auto seconds = std::to_string(std::max<std::int64_t>(
+        1, std::chrono::ceil<std::chrono::seconds>(options.tcp_user_timeout / 3).count()));
+    const auto keep = [this](std::string_view keyword, std::string value) {
+      if (!get(keyword)) set(keyword, std::move(value));
+    };
+    keep("tcp_user_timeout", std::to_string(options.tcp_user_timeout.count()));
+    keep("keepalives", "1");
+    keep("keepalives_idle", seconds);
+    keep("keepalives_interval", seconds);
+    keep("keepalives_count", "2");
+  }
 }
 
 std::optional<std::string> connect_params::host_to_resolve(

@@ -27,6 +27,14 @@ struct connect_options {
   // text every time, unnamed: what a pooler that moves transactions between server sessions
   // (PgBouncer in transaction mode) needs.
   bool prepared_statements = true;
+  // For a session that holds advisory locks: the server ends it once it has been idle this long
+  // (idle_session_timeout), so a frozen or cut-off client loses its locks within a known time.
+  // Zero leaves the server's default (off).
+  std::chrono::milliseconds idle_session_timeout{0};
+  // How long sent data may stay unacknowledged before the connection is given up, on both ends
+  // (TCP_USER_TIMEOUT), with TCP keepalives probing an idle link at the same pace, unless the
+  // connection string sets them. Zero leaves the system's defaults.
+  std::chrono::milliseconds tcp_user_timeout{0};
 };
 
 namespace detail {

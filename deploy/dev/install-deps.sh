@@ -26,6 +26,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # database and schema migrations (tests start throwaway clusters: tests/support/pg.sh)
   postgresql-15 sqitch libdbd-pg-perl
+  # several nodes: the request path through PgBouncer (transaction pooling) in the tests, and the
+  # load balancer of deploy/cluster (its configuration is checked with haproxy -c)
+  pgbouncer haproxy
   # tools the tests, benchmarks and docs use
   httpie prometheus wrk hyperfine python3 curl ca-certificates openssl
   # the OpenAPI tests read docs/openapi.yaml and check responses against its schemas

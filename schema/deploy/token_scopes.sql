@@ -1,6 +1,7 @@
 -- Deploy cloudbrain:token_scopes to pg
 -- requires: token_roles
 -- requires: reservation_sets
+-- requires: cluster
 
 BEGIN;
 

@@ -6,6 +6,10 @@ Standard library only. The suite's runner (tests/run-all.sh) provides, in the en
   CLOUDBRAIN_TEST_ADMIN_URL         a PostgreSQL URL with the right to CREATE DATABASE
   CLOUDBRAIN_TEST_TEMPLATE          a database with the schema deployed, used as a template
 A test fails (never skips) when one of them is missing.
+
+With CLOUDBRAIN_TEST_VIA_PGBOUNCER=1 every Service reaches its database through a PgBouncer of
+its own in transaction pooling mode (database-url, with db-prepared-statements = false), and
+directly only for its coordination session (database-direct-url): the API suite runs so too.
 """
 
 import base64
@@ -99,6 +103,97 @@ class Database:
             pass
 
 
+class PgBouncer:
+    """Debian's PgBouncer in transaction pooling mode in front of the server of `url`, on a free
+    loopback port. As root it switches to the user that runs the test PostgreSQL (PgBouncer
+    refuses to run as root), and a watchdog ends it if the test process dies first."""
+
+    def __init__(self, url):
+        parts = urllib.parse.urlsplit(url)
+        self.server_host = parts.hostname or "127.0.0.1"
+        self.server_port = parts.port or 5432
+        self.user = parts.username or "cloudbrain"
+        self.dir = tempfile.mkdtemp(prefix="cb-pgbouncer-")
+        os.chmod(self.dir, 0o755)
+        self.port = None
+        self.proc = None
+        self.os_user = os.environ.get("CB_PG_OS_USER", "") if os.getuid() == 0 else ""
+
+    def start(self):
+        self.port = free_port()
+        ini = os.path.join(self.dir, "pgbouncer.ini")
+        users = os.path.join(self.dir, "users.txt")
+        with open(users, "w") as f:
+            f.write('"%s" ""\n' % self.user)
+        with open(ini, "w") as f:
+            f.write("\n".join([
+                "[databases]",
+                "* = host=%s port=%d" % (self.server_host, self.server_port),
+                "[pgbouncer]",
+                "listen_addr = 127.0.0.1",
+                "listen_port = %d" % self.port,
+                "unix_socket_dir =",
+                "auth_type = trust",
+                "auth_file = " + users,
+                "pool_mode = transaction",
+                "default_pool_size = 20",
+                "max_client_conn = 1000",
+                # cloudbrain's connections ask for statement_timeout and friends in `options`,
+                # which a pooler cannot keep per client: the server's own settings apply.
+                "ignore_startup_parameters = options",
+                "logfile = " + os.path.join(self.dir, "pgbouncer.log"),
+                ""]))
+        if self.os_user:
+            subprocess.run(["chown", "-R", self.os_user, self.dir], check=True)
+        cmd = ["pgbouncer", ini]
+        if self.os_user:
+            cmd = ["pgbouncer", "-u", self.os_user, ini]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     cwd=self.dir)
+        # Ended with this process, however it ends.
+        subprocess.Popen(["bash", "-c", 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; '
+                          'kill "$2" 2>/dev/null', "watchdog", str(os.getpid()),
+                          str(self.proc.pid)], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers():
+            if self.proc.poll() is not None:
+                raise AssertionError("pgbouncer exited: %s" % self.log_tail())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            except OSError:
+                return False
+        wait_until(answers, 30, what="pgbouncer to listen")
+        return self
+
+    def url_for(self, url):
+        """`url` (a database of the server behind this PgBouncer) through PgBouncer."""
+        parts = urllib.parse.urlsplit(url)
+        netloc = "%s@127.0.0.1:%d" % (parts.username or self.user, self.port)
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+    def log_tail(self, n=40):
+        try:
+            with open(os.path.join(self.dir, "pgbouncer.log")) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def via_pgbouncer():
+    return os.environ.get("CLOUDBRAIN_TEST_VIA_PGBOUNCER") == "1"
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -176,18 +271,29 @@ class Service:
         self.env = env or {}
         self.tls_ca = None  # a CA file: the service speaks HTTPS on its port (tls-cert)
         self.proc = None
+        self.bouncer = None
+        if via_pgbouncer():
+            self.bouncer = PgBouncer(database.url).start()
         self.log_path = os.path.join(self.workdir, "cloudbrain.log")
         self.config_path = os.path.join(self.workdir, "cloudbrain.ini")
         self.write_config()
 
     def write_config(self):
-        lines = [f"listen = 127.0.0.1:{self.port}", f"database-url = {self.database.url}"]
+        lines = [f"listen = 127.0.0.1:{self.port}", f"database-url = {self.database_url}"]
+        if self.bouncer:
+            lines += [f"database-direct-url = {self.database.url}",
+                      "db-prepared-statements = false"]
         lines += [f"{k} = {v}" for k, v in self.settings.items()]
         for name, section in self.providers.items():
             lines.append(f"\n[provider.{name}]")
             lines += [f"{k} = {v}" for k, v in section.items()]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    @property
+    def database_url(self):
+        """What the request path connects to: the database, or PgBouncer in front of it."""
+        return self.bouncer.url_for(self.database.url) if self.bouncer else self.database.url
 
     def start(self, wait=True):
         env = dict(os.environ)
@@ -225,6 +331,13 @@ class Service:
             self.log.close()
         return self.proc.returncode if self.proc else None
 
+    def close(self):
+        """Stops the service and what it was given (PgBouncer)."""
+        code = self.stop()
+        if self.bouncer:
+            self.bouncer.stop()
+        return code
+
     def kill(self):
         return self.stop(signal.SIGKILL)
 
@@ -253,6 +366,13 @@ class Service:
         assert line.startswith("generated token: "), line
         return line[len("generated token: "):]
 
+    @property
+    def admin_port(self):
+        """The port of `admin-listen`, which the test must have set."""
+        listen = self.settings.get("admin-listen")
+        assert listen, "this service has no admin-listen"
+        return int(listen.rsplit(":", 1)[1])
+
     def connection(self, timeout=30):
         if self.tls_ca:
             ctx = ssl.create_default_context(cafile=self.tls_ca)
@@ -260,8 +380,13 @@ class Service:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, auth=True, token=None, timeout=30,
-                raw=None):
-        conn = self.connection(timeout)
+                raw=None, admin=False):
+        """A request to `listen`, or with admin=True to `admin-listen` (plain HTTP, no token)."""
+        if admin:
+            auth = False
+            conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        else:
+            conn = self.connection(timeout)
         try:
             hdrs = dict(headers or {})
             if auth:
@@ -312,7 +437,7 @@ class ServiceTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.service.stop()
+        code = cls.service.close()
         cls.db.drop()
         if code not in (0, None):
             raise AssertionError(f"cloudbrain exited with {code} on SIGTERM:\n{cls.service.log_tail()}")

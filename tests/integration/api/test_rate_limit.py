@@ -1,6 +1,7 @@
-"""A burst of API requests never becomes a burst of cloud calls: each provider actor holds its
-cloud calls to `rate-limit` per second (a token bucket with a burst of one second's worth) and
-its jobs to `max-in-flight`, whatever arrives at the API."""
+"""A burst of API requests never becomes a burst of cloud calls: each provider's cloud calls are
+held to `rate-limit` per second (slots 1/rate apart, taken from PostgreSQL so that it holds for a
+whole cluster; tests/integration/cluster checks three nodes) and its jobs to `max-in-flight`,
+whatever arrives at the API."""
 
 import concurrent.futures
 import time
@@ -49,7 +50,7 @@ class RateLimitTest(ServiceTestCase):
         # Each instance needs at least a create and a get: at least 2 calls each.
         self.assertGreaterEqual(total, 2 * burst)
         elapsed = samples[-1][0]
-        # Never more than the bucket allows: one second's burst plus RATE per second.
+        # Never more than the pacing allows: RATE per second, and less than a second's burst.
         self.assertLessEqual(total, RATE + RATE * elapsed + 1,
                              f"{total} calls in {elapsed:.1f}s at {RATE}/s")
         # So the whole burst took at least (calls - burst allowance) / rate seconds.

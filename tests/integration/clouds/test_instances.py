@@ -191,14 +191,16 @@ class Reconciler:
         self.assertEqual(int(events), before + 2)
 
     def test_a_listing_that_fails_part_way_deletes_nothing(self):
-        a = self.cloud.plant_vm("doubt-a", deployment=self.deployment, age=3600,
-                                zone=self.cloud.zones[0])
-        b = self.cloud.plant_vm("doubt-b", deployment=self.deployment, age=3600,
-                                zone=self.cloud.zones[1])
         self.cloud.fail_listings("instances")
         try:
             wait_until(lambda: self.reconciler()["frozen"], 30, interval=0.2,
                        what="the reconciler to freeze")
+            # Planted only once every listing fails: a pass that began before the fault could
+            # otherwise see them whole, and rightly delete them.
+            a = self.cloud.plant_vm("doubt-a", deployment=self.deployment, age=3600,
+                                    zone=self.cloud.zones[0])
+            b = self.cloud.plant_vm("doubt-b", deployment=self.deployment, age=3600,
+                                    zone=self.cloud.zones[1])
             r = self.service.request("GET", "/readyz", auth=False)
             self.assertEqual(r.status, 200, r)  # the API still serves
             self.assertTrue(any("orphan collection frozen" in w for w in r.json()["warnings"]),

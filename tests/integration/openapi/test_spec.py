@@ -27,7 +27,7 @@ import warnings
 import jsonschema
 import yaml
 
-from cloudbrain_test import ServiceTestCase, require_env, wait_until
+from cloudbrain_test import ServiceTestCase, free_port, require_env, wait_until
 
 SOURCE_DIR = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SPEC_PATH = os.path.join(SOURCE_DIR, "docs", "openapi.yaml")
@@ -52,22 +52,33 @@ def normalise_pattern(pattern):
     return "/".join("{" + s[1:] + "}" if s.startswith(":") else s for s in pattern.split("/"))
 
 
-def parse_route_table(text):
-    """`cloudbrain routes` output, "METHOD PATTERN NAME [upgrade]" a line, as
-    {(METHOD, OpenAPI path): route name}."""
+def parse_route_table(text, admin=None):
+    """`cloudbrain routes` output, "METHOD PATTERN NAME [upgrade|admin]" a line, as
+    {(METHOD, OpenAPI path): route name}. The keys of routes marked `admin` (served on
+    admin-listen only) are added to the set `admin` when one is given."""
     routes = {}
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words:
             continue
-        if len(words) not in (3, 4) or (len(words) == 4 and words[3] != "upgrade") \
+        if len(words) not in (3, 4) or (len(words) == 4 and words[3] not in ("upgrade", "admin")) \
                 or not words[1].startswith("/") or not words[0].isupper():
             raise ValueError(f"line {number} of the route table is not METHOD PATTERN NAME: {line!r}")
         key = (words[0], normalise_pattern(words[1]))
         if key in routes:
             raise ValueError(f"the route table has {key[0]} {key[1]} twice")
         routes[key] = words[2]
+        if len(words) == 4 and words[3] == "admin" and admin is not None:
+            admin.add(key)
     return routes
+
+
+def spec_admin_routes(spec):
+    """The operations described as served on admin-listen only (x-cloudbrain-listener: admin)."""
+    return {(method.upper(), path)
+            for path, item in (spec.get("paths") or {}).items()
+            for method, operation in item.items()
+            if method in HTTP_METHODS and operation.get("x-cloudbrain-listener") == "admin"}
 
 
 def spec_routes(spec):
@@ -105,19 +116,22 @@ def routes_config(directory):
     path = os.path.join(directory, "routes.ini")
     with open(path, "w") as f:
         f.write("listen = 127.0.0.1:0\n"
+                "admin-listen = 127.0.0.1:0\n"
                 "database-url = postgresql://nobody@127.0.0.1:1/none\n"
                 "[provider.gce]\ntype = fake\nzones = zone-a zone-b\n")
     return path
 
 
-def served_routes():
+def served_routes(admin=None):
+    """Every route `serve` answers on either listener; those on admin-listen only go to `admin`
+    too."""
     binary = require_env("CLOUDBRAIN_BIN")
     with tempfile.TemporaryDirectory(prefix="cloudbrain-routes-") as d:
         out = subprocess.run([binary, "routes", "--config", routes_config(d)],
                              capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise AssertionError(f"cloudbrain routes failed ({out.returncode}): {out.stderr}")
-    return parse_route_table(out.stdout)
+    return parse_route_table(out.stdout, admin)
 
 
 # ---- lint --------------------------------------------------------------------------------------
@@ -230,15 +244,21 @@ class RouteComparisonTest(unittest.TestCase):
         self.assertEqual(len(compare_routes(self.served, described, pending)), 1)
 
     def test_patterns_are_normalised_and_capture_names_count(self):
+        admin = set()
         table = parse_route_table("GET /instances/:id instances.get\n"
-                                  "GET /drivers/connect drivers.connect upgrade\n")
+                                  "GET /drivers/connect drivers.connect upgrade\n"
+                                  "GET /nodes nodes.list admin\n", admin)
         self.assertEqual(table, {("GET", "/instances/{id}"): "instances.get",
-                                 ("GET", "/drivers/connect"): "drivers.connect"})
+                                 ("GET", "/drivers/connect"): "drivers.connect",
+                                 ("GET", "/nodes"): "nodes.list"})
+        self.assertEqual(admin, {("GET", "/nodes")})
+        del table[("GET", "/nodes")]
         other_name = {("GET", "/instances/{uuid}"): "instances.get"}
         self.assertEqual(len(compare_routes(table, other_name)), 3)
 
     def test_a_malformed_table_is_refused(self):
         for text in ("GET instances x\n", "get /a x\n", "GET /a\n", "GET /a x y\n",
+                     "GET /a x admin upgrade\n",
                      "GET /a x\nGET /a y\n"):
             with self.subTest(text=text):
                 with self.assertRaises(ValueError):
@@ -254,10 +274,15 @@ class RouteComparisonTest(unittest.TestCase):
 
 class RouteTableTest(unittest.TestCase):
     def test_router_and_spec_agree(self):
-        served = served_routes()
-        described = spec_routes(load_spec())
+        admin = set()
+        served = served_routes(admin)
+        spec = load_spec()
+        described = spec_routes(spec)
         problems = compare_routes(served, described, PENDING_ROUTES)
         self.assertEqual(problems, [], "\n".join(problems))
+        # What is served on admin-listen only is described so, and nothing else.
+        self.assertEqual(admin, spec_admin_routes(spec))
+        self.assertIn(("GET", "/nodes"), admin)
         for key, name in PENDING_ROUTES.items():
             if key in served:
                 warnings.warn(f"{key[0]} {key[1]} is served now: remove it from PENDING_ROUTES")
@@ -265,10 +290,14 @@ class RouteTableTest(unittest.TestCase):
                 print(f"note: {key[0]} {key[1]} ('{name}') is described but not served yet")
 
     def test_the_operations_without_a_token_are_the_probes(self):
-        # /livez, /readyz and /metrics need no token (API.md); everything else does.
+        # /livez, /readyz and /metrics need no token (API.md); everything else on `listen`
+        # does. What admin-listen alone serves (for operators) needs none there.
         # ConformanceTest checks that the service behaves so.
+        admin = spec_admin_routes(load_spec())
         public = {key for key, op in self.operations() if op.get("security") == []}
-        self.assertEqual(public, {("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics")})
+        self.assertEqual(public - admin, {("GET", "/livez"), ("GET", "/readyz"),
+                                          ("GET", "/metrics")})
+        self.assertLessEqual(admin, public)
 
     def operations(self):
         for path, item in load_spec()["paths"].items():
@@ -291,6 +320,7 @@ def resolve(spec, node):
 
 class ConformanceTest(ServiceTestCase):
     providers = {"gce": {"type": "fake", "zones": "zone-a zone-b", "boot-delay": "20ms"}}
+    settings = {"admin-listen": f"127.0.0.1:{free_port()}"}  # where GET /nodes is served
 
     @classmethod
     def setUpClass(cls):
@@ -354,9 +384,16 @@ class ConformanceTest(ServiceTestCase):
                     continue
                 with self.subTest(operation=f"{method.upper()} {path}"):
                     concrete = path.format(**placeholder)
+                    admin = op.get("x-cloudbrain-listener") == "admin"
                     r = self.service.request(method.upper(), concrete, auth=False,
                                              headers={"Content-Type": "application/json"},
                                              raw=b"{}" if method == "post" else None)
+                    if admin:
+                        # Not on `listen`, with or without a token; on admin-listen, no token.
+                        self.assertEqual(r.status, 404, r)
+                        self.assertEqual(self.service.request(method.upper(), concrete).status,
+                                         404)
+                        r = self.service.request(method.upper(), concrete, admin=True)
                     key = (method.upper(), path)
                     if r.status == 404 and key in PENDING_ROUTES \
                             and r.json()["code"] == "not_found":
@@ -635,6 +672,11 @@ class ConformanceTest(ServiceTestCase):
     def test_providers_and_probes_match_the_spec(self):
         r, listing = self.call("GET", "/providers", "/providers")
         self.assertEqual([p["name"] for p in listing["providers"]], ["gce"])
+        wait_until(lambda: self.call("GET", "/providers", "/providers")[1]["providers"][0]
+                   ["reconciler"]["leader"], 15, what="a reconciler leader in /providers")
+        r, nodes = self.call("GET", "/nodes", "/nodes", admin=True)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([n["state"] for n in nodes["nodes"]], ["live"])
         for path in ("/livez", "/readyz"):
             with self.subTest(path=path):
                 r, body = self.call("GET", path, path, auth=False)

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail token_scopes" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -115,7 +115,7 @@ check_eq "type job_kind has its labels" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "audit_events_at_idx audit_events_token_id_id_idx idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_created_by_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_created_by_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_created_by_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
+  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_created_by_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_created_by_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_created_by_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -325,7 +325,7 @@ while IFS='|' read -r change what sql; do
     ok "verify/$change.sql fails when $what"
   fi
 done <<'MUTATIONS'
-tokens|a column is missing|alter table tokens drop column revoked_at
+tokens|a column is missing|alter table tokens drop column revoked_at cascade
 token_roles|the role check is missing|alter table tokens drop constraint tokens_role_check
 instances|a state label is missing|alter type instance_state rename value 'errored' to 'failed'
 instances|the version trigger is missing|drop trigger instances_bump_version on instances
@@ -346,10 +346,14 @@ statement_triggers|the INSERT event trigger is missing|drop trigger instances_re
 statement_triggers|the jobs INSERT NOTIFY is per row again|drop trigger jobs_notify_insert on jobs; create trigger jobs_notify_insert after insert on jobs for each row execute function jobs_notify()
 audit_trail|the append-only guard is missing|drop trigger audit_events_append_only on audit_events
 audit_trail|a column is missing|alter table audit_events drop column outcome
+cluster|the revocation NOTIFY trigger is missing|drop trigger tokens_notify_revoked on tokens
+cluster|the pacing function is missing|drop function take_call_slots(text, int, double precision, double precision)
+cluster|the nodes table is missing|drop table nodes
 token_scopes|the scope check is missing|alter table tokens drop constraint tokens_scope_check
 token_scopes|a scoped listing index is missing|drop index reservations_created_by_created_at_id_idx
 MUTATIONS
-for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history statement_triggers token_roles audit_trail token_scopes; do
+for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
+  statement_triggers token_roles audit_trail cluster token_scopes; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
@@ -368,6 +372,33 @@ for sql in "update audit_events set outcome = 'x'" "delete from audit_events" \
   fi
 done
 check_eq "the audit row is still there" "1" "$(q "select count(*) from audit_events" 2>&1)"
+
+# ---------------------------------------------------------------------------------------------
+echo "# cluster: call pacing and revocation notices"
+check_eq "a provider's first call slots are granted at once" "2|true" \
+  "$(q "select granted || '|' || (first_in <= 0 and first_in > -5)
+          from take_call_slots('pace-a', 2, 10, 60)" 2>&1)"
+check_eq "the next slot follows those handed out before, spaced" "1|true" \
+  "$(q "select granted || '|' || (first_in between 15 and 20)
+          from take_call_slots('pace-a', 1, 10, 60)" 2>&1)"
+check_eq "a slot further away than the horizon is refused, with when to ask again" "0|true|true" \
+  "$(q "select granted || '|' || (first_in is null) || '|' || (retry_in between 10 and 15)
+          from take_call_slots('pace-a', 1, 10, 15)" 2>&1)"
+check_eq "a pause holds back every node's next slot of that provider" "0|true" \
+  "$(q "select pause_calls('pace-b', 30)" \
+    "select granted || '|' || (retry_in between 25 and 30)
+       from take_call_slots('pace-b', 1, 0.1, 1)" 2>&1 | tail -n 1)"
+check_fails "take_call_slots refuses a spacing of zero" "22023" \
+  q "select take_call_slots('pace-c', 1, 0, 1)"
+check_output "revoking a token notifies cloudbrain_tokens with its id" \
+  'Asynchronous notification "cloudbrain_tokens" with payload "[0-9]+" received' \
+  psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "listen cloudbrain_tokens" \
+  -c "insert into tokens (description, salt, hash)
+      values ('notify', decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))" \
+  -c "update tokens set revoked_at = now() where description = 'notify'" -c "select 1"
+check_eq "a token revoked already notifies nothing more" "1" \
+  "$(psql -X -q -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "listen cloudbrain_tokens" \
+    -c "update tokens set revoked_at = now() where description = 'notify'" -c "select 1" 2>&1)"
 
 # ---------------------------------------------------------------------------------------------
 echo "# reservations"
@@ -446,7 +477,7 @@ check "sqitch deploy of reservations again" cb_schema_deploy "$DATABASE_URL"
 echo "# token scopes"
 salt="decode(repeat('ab', 32), 'hex')"
 check "sqitch revert of token scopes alone" \
-  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to audit_trail
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to cluster
 check "a token made before scopes" \
   q "insert into tokens (id, description, salt, hash) values (901, 'old', $salt, $salt)"
 check "sqitch deploy of token scopes again" cb_schema_deploy "$DATABASE_URL"
@@ -454,7 +485,7 @@ check_eq "a token that existed before the change sees everything; a new one its 
   "$(q "insert into tokens (id, description, salt, hash) values (902, 'new', $salt, $salt)" \
        "select string_agg(scope, ' ' order by id) from tokens where id in (901, 902)" 2>&1)"
 check "sqitch revert of token scopes with an own token" \
-  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to audit_trail
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to cluster
 check_eq "the own token is revoked rather than left seeing everything" "901:f 902:t" \
   "$(q "select string_agg(id || ':' || (revoked_at is not null), ' ' order by id) from tokens
         where id in (901, 902)" 2>&1)"

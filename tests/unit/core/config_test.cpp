@@ -212,6 +212,8 @@ TEST_F(config_test, every_global_key_from_each_source) {
       {"db-pool-size", "32"},
       {"max-connections", "500"},
       {"log-level", "debug"},
+      {"database-direct-url", "pg://direct/b"},
+      {"node-name", "node-7"},
       {"db-prepared-statements", "false"},
       {"driver-heartbeat", "750ms"},
       {"token-rate-limit", "12.5"},
@@ -235,6 +237,9 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_FALSE(c.db_prepared_statements);
     EXPECT_EQ(c.max_connections, 500u);
     EXPECT_EQ(c.log_level, log::level::debug);
+    EXPECT_EQ(c.database_direct_url, "pg://direct/b");
+    EXPECT_EQ(c.direct_url(), "pg://direct/b");
+    EXPECT_EQ(c.node_name, "node-7");
     EXPECT_EQ(c.driver_heartbeat, 750ms);
     EXPECT_EQ(c.token_rate_limit, 12.5);
     EXPECT_EQ(c.token_rate_burst, 40u);
@@ -613,6 +618,24 @@ TEST_F(config_test, bad_file_value_hidden_by_flag) {
   EXPECT_EQ(r->threads, 3u);
 }
 
+// The session of LISTEN and the advisory locks defaults to the request path's database; a node
+// name is one word of printable characters.
+TEST_F(config_test, direct_url_and_node_name) {
+  const auto plain = load({"--database-url", "pg://pooled/db"});
+  ASSERT_TRUE(plain) << plain.error().message();
+  EXPECT_EQ(plain->direct_url(), "pg://pooled/db");
+  EXPECT_EQ(plain->node_name, "");
+  const auto direct =
+      load({"--database-url", "pg://pooled/db", "--database-direct-url", "pg://direct/db"});
+  ASSERT_TRUE(direct) << direct.error().message();
+  EXPECT_EQ(direct->direct_url(), "pg://direct/db");
+  for (const char* bad : {"two words", "", "tab\there"}) {
+    const auto r = load({"--database-url", "pg://x/y", std::string("--node-name=") + bad});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().detail.find("node-name"), std::string::npos) << r.error().detail;
+  }
+}
+
 TEST_F(config_test, help_mentions_every_key) {
   const std::string help = config_help();
   for (const char* key :
@@ -629,6 +652,8 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"listen", "127.0.0.1:9999"},
       {"admin-listen", "127.0.0.1:9998"},
       {"database-url", "postgresql://elsewhere/db"},
+      {"database-direct-url", "postgresql://direct/db"},
+      {"node-name", "node-9"},
       {"deployment", "blue"},
       {"base-url", "https://cb.example.com"},
       {"reconcile-interval", "7s"},

@@ -44,6 +44,17 @@ TEST(log_format, has_timestamp_level_and_message) {
   EXPECT_EQ(line.rfind("{\"ts\":\"", 0), 0u) << line;
 }
 
+// Several processes log for one deployment: each line names its node, right after the level.
+TEST(log_format, names_the_node_once_set) {
+  log::set_node("node-\"2\"");
+  const std::string line = log::format_line(log::level::info, "hello", {{"k", 1}});
+  log::set_node("");
+  const auto o = parse_line(line);
+  EXPECT_EQ(o.at("node").as_string(), "node-\"2\"") << line;
+  EXPECT_NE(line.find("\"level\":\"info\",\"node\":"), std::string::npos) << line;
+  EXPECT_EQ(parse_line(log::format_line(log::level::info, "hello", {})).size(), 3u);
+}
+
 TEST(log_format, every_level_name) {
   const std::pair<log::level, const char*> levels[] = {
       {log::level::trace, "trace"}, {log::level::debug, "debug"},

@@ -48,6 +48,26 @@ TEST(pg_connect_params, adds_application_name_and_server_options) {
       "-c search_path=app -c statement_timeout=30000 -c client_connection_check_interval=1500");
 }
 
+// The coordination session: the server ends it when idle too long, and both ends give up on a
+// link that stops acknowledging; keepalives the connection string sets itself are kept.
+TEST(pg_connect_params, session_timeouts_for_a_lock_holding_session) {
+  auto p = connect_params::parse("postgresql://h/db?keepalives_idle=7");
+  ASSERT_TRUE(p);
+  connect_options o;
+  o.statement_timeout = std::chrono::milliseconds(2000);
+  o.client_connection_check_interval = std::chrono::milliseconds(0);
+  o.idle_session_timeout = std::chrono::milliseconds(5000);
+  o.tcp_user_timeout = std::chrono::milliseconds(3000);
+  p->apply(o);
+  EXPECT_EQ(p->get("options"),
+            "-c statement_timeout=2000 -c idle_session_timeout=5000 -c tcp_user_timeout=3000");
+  EXPECT_EQ(p->get("tcp_user_timeout"), "3000");
+  EXPECT_EQ(p->get("keepalives"), "1");
+  EXPECT_EQ(p->get("keepalives_idle"), "7");
+  EXPECT_EQ(p->get("keepalives_interval"), "1");
+  EXPECT_EQ(p->get("keepalives_count"), "2");
+}
+
 TEST(pg_connect_params, zero_leaves_server_defaults) {
   auto p = connect_params::parse("host=h");
   ASSERT_TRUE(p);
@@ -58,6 +78,8 @@ TEST(pg_connect_params, zero_leaves_server_defaults) {
   p->apply(o);
   EXPECT_EQ(p->get("options"), std::nullopt);
   EXPECT_EQ(p->get("fallback_application_name"), std::nullopt);
+  EXPECT_EQ(p->get("keepalives"), std::nullopt);
+  EXPECT_EQ(p->get("tcp_user_timeout"), std::nullopt);
 }
 
 TEST(pg_connect_params, resolves_only_a_single_host_name) {
