@@ -28,6 +28,9 @@ net::response unauthorized() {
   return r;
 }
 
+// Who asks on the admin listener, which takes no token: the operators.
+const verified_token admin_listener_caller{0, token_role::admin, token_scope::all};
+
 net::response not_found(std::string_view what) {
   return net::problem(http::status::not_found, "instance_not_found", "Not found",
                       "no instance " + std::string(what));
@@ -37,7 +40,7 @@ net::response not_found(std::string_view what) {
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
          audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
-         const provider_registry& providers)
+         const provider_registry& providers, token_rate_limiter* limiter)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
@@ -45,7 +48,8 @@ api::api(const service_config& cfg, instance_store& store, reservation_store& re
       audit_(audit),
       auth_(auth),
       health_(h),
-      providers_(providers) {}
+      providers_(providers),
+      limiter_(limiter) {}
 
 void api::install(net::router& r) {
   r.add(http::verb::post, "/instances", authenticated(&api::create_instance), "instances.create");
@@ -56,6 +60,7 @@ void api::install(net::router& r) {
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   r.add(http::verb::get, "/audit", authenticated(&api::read_audit, token_role::admin),
         "audit.read");
+  install_tokens(r);
   install_reservations(r);
   install_reservation_sets(r);
   install_usage(r);
@@ -68,7 +73,8 @@ void api::install_admin(net::router& r) {
   // until tokens carry roles.
   if (cluster_ != nullptr) {
     r.add(
-        http::verb::get, "/nodes", [this](net::request_context& c) { return list_nodes(c, 0); },
+        http::verb::get, "/nodes",
+        [this](net::request_context& c) { return list_nodes(c, admin_listener_caller); },
         "nodes.list");
   }
 }
@@ -100,6 +106,15 @@ net::response role_not_allowed(token_role role, std::string_view what) {
       "this token has the " + std::string(to_string(role)) + " role, which " + std::string(what));
 }
 
+net::response rate_limited(std::chrono::seconds retry_after) {
+  auto r = net::problem(http::status::too_many_requests, "rate_limited", "Too many requests",
+                        "this token has made more requests than token-rate-limit allows; retry "
+                        "after " +
+                            std::to_string(retry_after.count()) + " s");
+  r.set(http::field::retry_after, std::to_string(retry_after.count()));
+  return r;
+}
+
 net::handler api::authenticated(handler_fn fn, token_role needed) {
   return [this, fn, needed](net::request_context& ctx) -> asio::awaitable<net::response> {
     // A remembered token is answered here, without a message to the authenticator or another
@@ -114,6 +129,12 @@ net::handler api::authenticated(handler_fn fn, token_role needed) {
       if (auto* refused = std::get_if<net::response>(&checked)) co_return std::move(*refused);
       token = std::get<verified_token>(checked);
     }
+    // Before anything else is done for the request: a refused one changes nothing.
+    if (limiter_ != nullptr) {
+      if (const auto d = limiter_->admit(token->id); !d.allowed) {
+        co_return rate_limited(d.retry_after);
+      }
+    }
     if (token->role == token_role::driver) {
       co_return role_not_allowed(token->role,
                                  "may only connect a driver at /drivers/connect; use a client "
@@ -124,7 +145,7 @@ net::handler api::authenticated(handler_fn fn, token_role needed) {
                                  "may not use this administration resource; use an admin token "
                                  "(cloudbrain token create --role admin)");
     }
-    auto res = co_await (this->*fn)(ctx, token->id);
+    auto res = co_await (this->*fn)(ctx, *token);
     const auto method = ctx.req.method();
     if (method != http::verb::get && method != http::verb::head) {
       co_await audit(ctx, token->id, res);
@@ -188,16 +209,16 @@ std::string api::location_of(const net::request_context& ctx, const std::string&
 }
 
 asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
-                                                    std::int64_t token_id) {
+                                                    const verified_token& token) {
   if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
   auto [req, v] = parse_instance_request(ctx.req.body(), sections());
   if (!v.ok()) co_return invalid(v);
 
   auto idem = idempotency_of(ctx.req, ctx.req.body());
   if (!idem) co_return invalid_idempotency_key();
-  auto created = co_await store_.create(req, token_id, *idem);
+  auto created = co_await store_.create(req, token.id, token.owner(), *idem);
   if (!created && req.reservation_id && created.error().is(errc::conflict)) {
-    auto refusing = reservation_refused(req);
+    auto refusing = reservation_refused(req, token.owner());
     co_return co_await std::move(refusing);
   }
   if (!created) {
@@ -218,10 +239,11 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
   co_return res;
 }
 
-asio::awaitable<net::response> api::get_instance(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::get_instance(net::request_context& ctx,
+                                                 const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return not_found(ctx.param("id"));
-  auto body = co_await store_.get_json(id->str());
+  auto body = co_await store_.get_json(id->str(), token.owner());
   if (!body) {
     if (body.error().is(errc::not_found)) co_return not_found(id->str());
     co_return net::problem_from_error(body.error());
@@ -229,7 +251,7 @@ asio::awaitable<net::response> api::get_instance(net::request_context& ctx, std:
   co_return raw_json(http::status::ok, std::move(*body));
 }
 
-asio::awaitable<net::response> api::read_audit(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::read_audit(net::request_context& ctx, const verified_token&) {
   audit_query q;
   validation v;
   const auto number = [&](std::string_view key, std::int64_t low,
@@ -273,9 +295,11 @@ asio::awaitable<net::response> api::read_audit(net::request_context& ctx, std::i
   co_return raw_json(http::status::ok, std::move(body));
 }
 
-asio::awaitable<net::response> api::list_instances(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::list_instances(net::request_context& ctx,
+                                                   const verified_token& token) {
   auto [f, v] = parse_list_query(ctx.query, instance_states);
   if (!v.ok()) co_return invalid(v);
+  f.created_by = token.owner();
   auto page = co_await store_.list(f);
   if (!page) co_return net::problem_from_error(page.error());
   std::string body = "{\"instances\":" + page->instances_json + ",\"next\":";
@@ -284,10 +308,11 @@ asio::awaitable<net::response> api::list_instances(net::request_context& ctx, st
   co_return raw_json(http::status::ok, std::move(body));
 }
 
-asio::awaitable<net::response> api::delete_instance(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::delete_instance(net::request_context& ctx,
+                                                    const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return not_found(ctx.param("id"));
-  auto body = co_await store_.request_delete(id->str());
+  auto body = co_await store_.request_delete(id->str(), token.owner());
   if (!body) {
     if (body.error().is(errc::not_found)) co_return not_found(id->str());
     co_return net::problem_from_error(body.error());
@@ -297,7 +322,7 @@ asio::awaitable<net::response> api::delete_instance(net::request_context& ctx, s
   co_return raw_json(http::status::accepted, std::move(*body));
 }
 
-asio::awaitable<net::response> api::list_providers(net::request_context&, std::int64_t) {
+asio::awaitable<net::response> api::list_providers(net::request_context&, const verified_token&) {
   json::array out;
   const auto providers = providers_.snapshot();
   for (const auto& [name, actor] : *providers) {

@@ -11,6 +11,7 @@
 #include "actors/reservation_set_store.hpp"
 #include "actors/reservation_store.hpp"
 #include "core/config.hpp"
+#include "core/token_rate_limiter.hpp"
 #include "net/router.hpp"
 
 #include <functional>
@@ -31,14 +32,17 @@ using token_check = std::variant<verified_token, net::response>;
                                                               const net::request& req);
 // 403 role_not_allowed: a good token whose role may not use this resource.
 [[nodiscard]] net::response role_not_allowed(token_role role, std::string_view what);
+// 429 rate_limited with Retry-After: the token has used its token-rate-limit for now.
+[[nodiscard]] net::response rate_limited(std::chrono::seconds retry_after);
 
 // The HTTP API of API.md: the routes and their handlers. Handlers run on their connection's
 // strand and talk to the actors and the store; nothing here blocks.
 class api {
  public:
+  // `limiter`: token-rate-limit, or nullptr for none.
   api(const service_config& cfg, instance_store& store, reservation_store& reservations,
       audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
-      const provider_registry& providers);
+      const provider_registry& providers, token_rate_limiter* limiter = nullptr);
 
   void install(net::router& r);
   // Only /livez and /readyz (install() includes them).
@@ -50,10 +54,11 @@ class api {
   void set_cluster(cluster_store& cluster, std::string node_name);
 
  private:
+  // The handler gets the request's token, checked: its id, role and scope.
   using handler_fn = boost::asio::awaitable<net::response> (api::*)(net::request_context&,
-                                                                    std::int64_t token_id);
-  // The handler behind a token; a POST or DELETE it answers is recorded in the audit trail
-  // before the answer goes out.
+                                                                    const verified_token& token);
+  // The handler behind a token, within the token's rate limit; a POST or DELETE it answers is
+  // recorded in the audit trail before the answer goes out.
   // `needed`: client routes take client and admin tokens; admin routes only admin tokens; a
   // driver token is refused on every route.
   [[nodiscard]] net::handler authenticated(handler_fn fn, token_role needed = token_role::client);
@@ -64,40 +69,58 @@ class api {
     return [this](std::string_view name) { return providers_.section(name); };
   }
 
-  boost::asio::awaitable<net::response> create_instance(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> get_instance(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> list_instances(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> list_providers(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> create_instance(net::request_context& ctx,
+                                                        const verified_token&);
+  boost::asio::awaitable<net::response> get_instance(net::request_context& ctx,
+                                                     const verified_token&);
+  boost::asio::awaitable<net::response> list_instances(net::request_context& ctx,
+                                                       const verified_token&);
+  boost::asio::awaitable<net::response> delete_instance(net::request_context& ctx,
+                                                        const verified_token&);
+  boost::asio::awaitable<net::response> list_providers(net::request_context& ctx,
+                                                       const verified_token&);
+  // GET /tokens and DELETE /tokens/:id, for admin tokens (api_tokens.cpp).
+  void install_tokens(net::router& r);
+  boost::asio::awaitable<net::response> list_tokens(net::request_context& ctx,
+                                                    const verified_token&);
+  boost::asio::awaitable<net::response> revoke_token(net::request_context& ctx,
+                                                     const verified_token&);
   // The cluster (api_cluster.cpp).
-  boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> list_nodes(net::request_context& ctx,
+                                                   const verified_token&);
   // Adds who leads each provider's reconciler and janitor to GET /providers' entries.
   boost::asio::awaitable<void> add_leaders(boost::json::array& providers);
   // GET /audit: the audit trail, for admin tokens.
-  boost::asio::awaitable<net::response> read_audit(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> read_audit(net::request_context& ctx,
+                                                   const verified_token&);
   // Capacity reservations (api_reservations.cpp).
   void install_reservations(net::router& r);
-  boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> get_reservation(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> list_reservations(net::request_context& ctx, std::int64_t);
-  boost::asio::awaitable<net::response> cancel_reservation(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> create_reservation(net::request_context& ctx,
+                                                           const verified_token&);
+  boost::asio::awaitable<net::response> get_reservation(net::request_context& ctx,
+                                                        const verified_token&);
+  boost::asio::awaitable<net::response> list_reservations(net::request_context& ctx,
+                                                          const verified_token&);
+  boost::asio::awaitable<net::response> cancel_reservation(net::request_context& ctx,
+                                                           const verified_token&);
   boost::asio::awaitable<net::response> cancel_reservations(net::request_context& ctx,
-                                                            std::int64_t);
+                                                            const verified_token&);
   // Reservation sets (api_reservation_sets.cpp).
   void install_reservation_sets(net::router& r);
   boost::asio::awaitable<net::response> create_reservation_set(net::request_context& ctx,
-                                                               std::int64_t);
+                                                               const verified_token&);
   boost::asio::awaitable<net::response> get_reservation_set(net::request_context& ctx,
-                                                            std::int64_t);
+                                                            const verified_token&);
   boost::asio::awaitable<net::response> list_reservation_sets(net::request_context& ctx,
-                                                              std::int64_t);
+                                                              const verified_token&);
   boost::asio::awaitable<net::response> cancel_reservation_set(net::request_context& ctx,
-                                                               std::int64_t);
+                                                               const verified_token&);
   // Usage and cost (api_usage.cpp).
   void install_usage(net::router& r);
-  boost::asio::awaitable<net::response> get_usage(net::request_context& ctx, std::int64_t);
+  boost::asio::awaitable<net::response> get_usage(net::request_context& ctx, const verified_token&);
   // Why POST /instances could not launch into its reservation, as a problem response.
-  boost::asio::awaitable<net::response> reservation_refused(instance_request req);
+  boost::asio::awaitable<net::response> reservation_refused(instance_request req,
+                                                            std::optional<std::int64_t> owner);
 
   boost::asio::awaitable<net::response> livez(net::request_context& ctx);
   boost::asio::awaitable<net::response> readyz(net::request_context& ctx);
@@ -115,6 +138,7 @@ class api {
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it
+  token_rate_limiter* limiter_;
   cluster_store* cluster_ = nullptr;
   std::string node_name_;
 };

@@ -16,7 +16,7 @@ void api::set_cluster(cluster_store& cluster, std::string node_name) {
   node_name_ = std::move(node_name);
 }
 
-asio::awaitable<net::response> api::list_nodes(net::request_context&, std::int64_t) {
+asio::awaitable<net::response> api::list_nodes(net::request_context&, const verified_token&) {
   auto nodes = co_await cluster_->nodes_json();
   if (!nodes) co_return net::problem_from_error(nodes.error());
   json::object head{{"node", node_name_}};

@@ -37,7 +37,7 @@ void api::install_reservation_sets(net::router& r) {
 }
 
 asio::awaitable<net::response> api::create_reservation_set(net::request_context& ctx,
-                                                           std::int64_t token_id) {
+                                                           const verified_token& token) {
   if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
   auto parsed = parse_set_request(ctx.req.body(), sections(), system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
@@ -46,7 +46,7 @@ asio::awaitable<net::response> api::create_reservation_set(net::request_context&
   if (!idem) co_return invalid_idempotency_key();
   std::map<std::string, std::size_t> caps;
   for (const auto& [name, section] : parsed.sections) caps[name] = section->max_reserved_instances;
-  auto creating = sets_.create(parsed.req, token_id, std::move(caps), *idem);
+  auto creating = sets_.create(parsed.req, token.id, std::move(caps), *idem);
   auto created = co_await std::move(creating);
   if (!created) {
     if (created.error().is(errc::invalid_argument)) {
@@ -72,10 +72,11 @@ asio::awaitable<net::response> api::create_reservation_set(net::request_context&
   co_return res;
 }
 
-asio::awaitable<net::response> api::get_reservation_set(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::get_reservation_set(net::request_context& ctx,
+                                                        const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return set_not_found(ctx.param("id"));
-  auto reading = sets_.get_json(id->str());
+  auto reading = sets_.get_json(id->str(), token.owner());
   auto body = co_await std::move(reading);
   if (!body) {
     if (body.error().is(errc::not_found)) co_return set_not_found(id->str());
@@ -84,8 +85,10 @@ asio::awaitable<net::response> api::get_reservation_set(net::request_context& ct
   co_return raw_json(http::status::ok, std::move(*body));
 }
 
-asio::awaitable<net::response> api::list_reservation_sets(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::list_reservation_sets(net::request_context& ctx,
+                                                          const verified_token& token) {
   reservation_set_filter f;
+  f.created_by = token.owner();
   validation v;
   for (const auto& p : ctx.query) {
     const std::string key = p.key;
@@ -138,10 +141,10 @@ asio::awaitable<net::response> api::list_reservation_sets(net::request_context& 
 }
 
 asio::awaitable<net::response> api::cancel_reservation_set(net::request_context& ctx,
-                                                           std::int64_t) {
+                                                           const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return set_not_found(ctx.param("id"));
-  auto cancelling = sets_.cancel(id->str());
+  auto cancelling = sets_.cancel(id->str(), token.owner());
   auto body = co_await std::move(cancelling);
   if (!body) {
     if (body.error().is(errc::not_found)) co_return set_not_found(id->str());

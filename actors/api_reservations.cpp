@@ -39,7 +39,7 @@ void api::install_reservations(net::router& r) {
 }
 
 asio::awaitable<net::response> api::create_reservation(net::request_context& ctx,
-                                                       std::int64_t token_id) {
+                                                       const verified_token& token) {
   if (auto refused = refuse_media_type(ctx.req)) co_return std::move(*refused);
   auto parsed = parse_reservation_request(ctx.req.body(), sections(), system_clock::now());
   if (!parsed.v.ok()) co_return invalid(parsed.v);
@@ -47,7 +47,7 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   auto idem = idempotency_of(ctx.req, "POST /reservations\n" + ctx.req.body());
   if (!idem) co_return invalid_idempotency_key();
   auto creating =
-      reservations_.create(parsed.req, token_id, parsed.section->max_reserved_instances, *idem);
+      reservations_.create(parsed.req, token.id, parsed.section->max_reserved_instances, *idem);
   auto created = co_await std::move(creating);
   if (!created) {
     if (created.error().is(errc::invalid_argument)) {
@@ -71,10 +71,11 @@ asio::awaitable<net::response> api::create_reservation(net::request_context& ctx
   co_return res;
 }
 
-asio::awaitable<net::response> api::get_reservation(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::get_reservation(net::request_context& ctx,
+                                                    const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return reservation_not_found(ctx.param("id"));
-  auto reading = reservations_.get_json(id->str());
+  auto reading = reservations_.get_json(id->str(), token.owner());
   auto body = co_await std::move(reading);
   if (!body) {
     if (body.error().is(errc::not_found)) co_return reservation_not_found(id->str());
@@ -83,9 +84,11 @@ asio::awaitable<net::response> api::get_reservation(net::request_context& ctx, s
   co_return raw_json(http::status::ok, std::move(*body));
 }
 
-asio::awaitable<net::response> api::list_reservations(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::list_reservations(net::request_context& ctx,
+                                                      const verified_token& token) {
   auto [f, v] = parse_list_query(ctx.query, reservation_states);
   if (!v.ok()) co_return invalid(v);
+  f.created_by = token.owner();
   auto listing = reservations_.list(std::move(f));
   auto page = co_await std::move(listing);
   if (!page) co_return net::problem_from_error(page.error());
@@ -95,10 +98,11 @@ asio::awaitable<net::response> api::list_reservations(net::request_context& ctx,
   co_return raw_json(http::status::ok, std::move(body));
 }
 
-asio::awaitable<net::response> api::cancel_reservation(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::cancel_reservation(net::request_context& ctx,
+                                                       const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return reservation_not_found(ctx.param("id"));
-  auto cancelling = reservations_.cancel(id->str());
+  auto cancelling = reservations_.cancel(id->str(), token.owner());
   auto body = co_await std::move(cancelling);
   if (!body) {
     if (body.error().is(errc::not_found)) co_return reservation_not_found(id->str());
@@ -109,7 +113,8 @@ asio::awaitable<net::response> api::cancel_reservation(net::request_context& ctx
   co_return raw_json(http::status::accepted, std::move(*body));
 }
 
-asio::awaitable<net::response> api::cancel_reservations(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::cancel_reservations(net::request_context& ctx,
+                                                        const verified_token& token) {
   json::object tags;
   std::optional<std::string> provider;
   validation v;
@@ -134,16 +139,18 @@ asio::awaitable<net::response> api::cancel_reservations(net::request_context& ct
         "every reservation by accident");
   }
   if (!v.ok()) co_return invalid(v);
-  auto cancelling = reservations_.cancel_matching(std::move(tags), std::move(provider));
+  auto cancelling =
+      reservations_.cancel_matching(std::move(tags), std::move(provider), token.owner());
   auto moved = co_await std::move(cancelling);
   if (!moved) co_return net::problem_from_error(moved.error());
   log::info("reservations cancel requested by tag", {{"request_id", ctx.request_id}});
   co_return raw_json(http::status::accepted, "{\"reservations\":" + *moved + "}");
 }
 
-asio::awaitable<net::response> api::reservation_refused(instance_request req) {
+asio::awaitable<net::response> api::reservation_refused(instance_request req,
+                                                        std::optional<std::int64_t> owner) {
   const std::string id = *req.reservation_id;
-  auto asking = reservations_.refusal_for(id, req.provider, req.instance_type);
+  auto asking = reservations_.refusal_for(id, req.provider, req.instance_type, owner);
   auto why = co_await std::move(asking);
   if (!why) co_return net::problem_from_error(why.error());
   auto refuse = [](http::status s, std::string_view code, std::string detail) {

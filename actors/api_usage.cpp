@@ -97,7 +97,7 @@ void api::install_usage(net::router& r) {
   r.add(http::verb::get, "/usage", authenticated(&api::get_usage), "usage.get");
 }
 
-asio::awaitable<net::response> api::get_usage(net::request_context& ctx, std::int64_t) {
+asio::awaitable<net::response> api::get_usage(net::request_context& ctx, const verified_token&) {
   const auto accept = ctx.req.find(http::field::accept);
   std::string_view accepted;
   if (accept != ctx.req.end()) accepted = accept->value();

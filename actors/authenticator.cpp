@@ -80,7 +80,8 @@ std::optional<verified_token> authenticator::cached(const token_parts& t) const 
   const auto digest = sha256(t.secret.data(), t.secret.size());
   if (!fresh(*it->second, digest, steady_clock::now())) return std::nullopt;
   hits_.fetch_add(1, std::memory_order_relaxed);
-  return verified_token{t.id, it->second->role};
+  it->second->mark_used();
+  return verified_token{t.id, it->second->role, it->second->scope};
 }
 
 void authenticator::on_restart() {
@@ -129,7 +130,8 @@ void authenticator::on_verify(auth_verify&& v) {
   if (auto it = cache_.find(v.token.id); it != cache_.end()) {
     if (fresh(*it->second, digest, now)) {
       hits_.fetch_add(1, std::memory_order_relaxed);
-      v.reply(verified_token{v.token.id, it->second->role});
+      it->second->mark_used();
+      v.reply(verified_token{v.token.id, it->second->role, it->second->scope});
       return;
     }
   }
@@ -150,7 +152,7 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
                                                    std::array<std::uint8_t, 32> digest) {
   const std::vector<pg::param> query_args_1{std::to_string(t.id)};
   auto row = co_await pool_.query(
-      "SELECT salt, hash, revoked_at IS NULL, role FROM tokens WHERE id = $1::bigint",
+      "SELECT salt, hash, revoked_at IS NULL, role, scope FROM tokens WHERE id = $1::bigint",
       query_args_1);
   if (!row) {
     (void)tell(auth_verified{t.id, digest, row.error()});
@@ -161,11 +163,13 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   bool live = false;
   // A role this binary does not know grants nothing.
   std::optional<token_role> role;
+  std::optional<token_scope> scope;
   if (row->size() == 1) {
     salt = bytea(row->text(0, 0));
     stored = bytea(row->text(0, 1));
     live = row->text(0, 2) == "t";
     role = parse_token_role(row->text(0, 3));
+    scope = parse_token_scope(row->text(0, 4));
   }
   const bool known = salt && stored && stored->size() == 32;
   const std::string salt_bytes =
@@ -178,11 +182,12 @@ asio::awaitable<void> authenticator::verify_slowly(token_parts t,
   const bool match =
       known && constant_time_equal(computed.data(),
                                    reinterpret_cast<const std::uint8_t*>(stored->data()), 32);
-  const bool good = match && live && role.has_value();
+  const bool good = match && live && role.has_value() && scope.has_value();
   const token_role granted = role.value_or(token_role::client);
+  const token_scope sees = scope.value_or(token_scope::own);
   // Deliver through the mailbox: that queue is bounded, and the answer reaches every waiter.
-  if (!tell(auth_verified{t.id, digest, good, granted})) {
-    on_verified(auth_verified{t.id, digest, good, granted});
+  if (!tell(auth_verified{t.id, digest, good, granted, sees})) {
+    on_verified(auth_verified{t.id, digest, good, granted, sees});
   }
 }
 
@@ -190,7 +195,7 @@ void authenticator::on_verified(auth_verified&& v) {
   const key k{v.id, v.digest};
   auto it = waiting_.find(k);
   if (v.outcome && *v.outcome) {
-    cache_[v.id] = std::make_shared<entry>(v.digest, steady_clock::now(), v.role);
+    cache_[v.id] = std::make_shared<entry>(v.digest, steady_clock::now(), v.role, v.scope);
     publish();
   }
   if (it == waiting_.end()) return;
@@ -198,7 +203,7 @@ void authenticator::on_verified(auth_verified&& v) {
     if (!v.outcome) {
       r(fail(errc::db_unavailable, "cannot check tokens right now"));
     } else if (*v.outcome) {
-      r(verified_token{v.id, v.role});
+      r(verified_token{v.id, v.role, v.scope});
     } else {
       r(fail(errc::unauthorized, "missing or invalid token"));
     }
@@ -215,16 +220,27 @@ asio::awaitable<void> authenticator::confirm_loop() {
     if (cache_.empty()) continue;
     std::vector<std::int64_t> asked;
     std::string ids = "{";
+    std::string used = "{";
     for (const auto& [id, e] : cache_) {
       if (ids.size() > 1) ids += ',';
       ids += std::to_string(id);
       asked.push_back(id);
+      if (e->used.exchange(false, std::memory_order_relaxed)) {
+        if (used.size() > 1) used += ',';
+        used += std::to_string(id);
+      }
     }
     ids += '}';
+    used += '}';
     const auto asked_at = steady_clock::now();
-    const std::vector<pg::param> query_args_2{ids};
+    const std::vector<pg::param> query_args_2{ids, used};
+    // One round trip: which tokens still stand, and when the ones used lately were used (to
+    // within confirm_every; lost if this statement fails, which only makes it older).
     auto live = co_await pool_.query(
-        "SELECT id FROM tokens WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL", query_args_2);
+        "WITH u AS (UPDATE tokens SET last_used_at = now() "
+        "WHERE id = ANY($2::bigint[]) AND revoked_at IS NULL) "
+        "SELECT id FROM tokens WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
+        query_args_2);
     if (!live) continue;  // entries age out by themselves after confirm_within
     std::unordered_map<std::int64_t, bool> still;
     for (int r = 0; r < static_cast<int>(live->size()); ++r) {

@@ -24,17 +24,19 @@ struct auth_verified {  // a slow verification finished (internal)
   std::array<std::uint8_t, 32> digest;
   result<bool> outcome;
   token_role role = token_role::client;
+  token_scope scope = token_scope::own;
 };
 struct auth_revoked {  // a node heard that this token was revoked (NOTIFY cloudbrain_tokens)
   std::int64_t id;
 };
 using auth_message = std::variant<auth_verify, auth_verified, auth_revoked>;
 
-// Checks API tokens. A verified token is remembered, with its role, by the SHA-256 of its
-// secret, so scrypt is paid once per token rather than per request; every two seconds the
+// Checks API tokens. A verified token is remembered, with its role and scope, by the SHA-256 of
+// its secret, so scrypt is paid once per token rather than per request; every two seconds the
 // remembered ids are checked against PostgreSQL, so a revoked token stops working within five
-// seconds. Unknown ids cost a full scrypt too, so the answer's timing does not tell whether an
-// id exists.
+// seconds, and the same statement records when the tokens used since the last check were used
+// (tokens.last_used_at). Unknown ids cost a full scrypt too, so the answer's timing does not tell
+// whether an id exists.
 //
 // The remembered tokens are also published as an immutable map that any thread reads without
 // a lock (cached()): the actor replaces it whole when a token is added or dropped, and moves
@@ -52,9 +54,9 @@ class authenticator : public actor<authenticator, auth_message> {
   // when the announcement is lost.
   void forget(std::int64_t id);
 
-  // The token's id and role, or unauthorized / db_unavailable / overloaded.
+  // The token's id, role and scope, or unauthorized / db_unavailable / overloaded.
   boost::asio::awaitable<result<verified_token>> verify(const token_parts& t, deadline dl);
-  // The token's id and role if it is remembered and was confirmed lately; nullopt means ask
+  // The token's id, role and scope if it is remembered and was confirmed lately; nullopt means ask
   // verify(). Any thread, no lock, no wait.
   [[nodiscard]] std::optional<verified_token> cached(const token_parts& t) const;
 
@@ -63,13 +65,25 @@ class authenticator : public actor<authenticator, auth_message> {
 
  private:
   struct entry {
-    entry(const std::array<std::uint8_t, 32>& d, steady_clock::time_point at, token_role r)
-        : digest(d), verified_at(at), role(r), confirmed_at(at.time_since_epoch().count()) {}
+    entry(const std::array<std::uint8_t, 32>& d, steady_clock::time_point at, token_role r,
+          token_scope s)
+        : digest(d),
+          verified_at(at),
+          role(r),
+          scope(s),
+          confirmed_at(at.time_since_epoch().count()) {}
     const std::array<std::uint8_t, 32> digest;
     const steady_clock::time_point verified_at;
     const token_role role;
+    const token_scope scope;
     // Moved forward by the confirm loop while readers look at it.
     std::atomic<steady_clock::rep> confirmed_at;
+    // Set by a request, cleared by the confirm loop when it records last_used_at; written only
+    // when it changes, so that the hot path mostly reads the cache line.
+    mutable std::atomic<bool> used{true};
+    void mark_used() const {
+      if (!used.load(std::memory_order_relaxed)) used.store(true, std::memory_order_relaxed);
+    }
   };
   using entry_map = std::unordered_map<std::int64_t, std::shared_ptr<entry>>;
   struct key {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <unordered_map>
 
 namespace cloudbrain {
@@ -37,6 +38,7 @@ WITH res AS (
   UPDATE reservations r SET in_use = r.in_use + 1, last_used_at = now()
   WHERE $7::uuid IS NOT NULL AND r.id = $7::uuid AND r.state = 'active' AND r.provider = $2
     AND r.instance_type = $4 AND r.in_use < r.count AND ($6::text IS NULL OR r.zone = $6)
+    AND ($14::bigint IS NULL OR r.created_by = $14::bigint)
   RETURNING r.zone),
 ins AS (
   INSERT INTO instances AS i (id, provider, image, instance_type, public_ssh_key, zone,
@@ -105,22 +107,27 @@ constexpr std::string_view instance_columns_sql =
     "(i.updated_at AT TIME ZONE 'UTC')::text";
 constexpr int instance_columns = 14;
 
-// Concurrent reads of single instances, in one query.
+// Concurrent reads of single instances, in one query: pairs of an id and the creator its
+// caller is confined to (NULL: any), so that each caller's scope holds in the statement itself;
+// the last column is the pair's position (from 1).
 const std::string get_many_sql = "SELECT " + std::string(instance_columns_sql) +
-                                 " FROM instances i WHERE i.id = ANY($1::uuid[])";
+                                 R"(, q.n
+FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS q(id, owner, n)
+JOIN instances i ON i.id = q.id AND (q.owner IS NULL OR i.created_by = q.owner))";
 
-// A listing's statement, one per combination of filters (provider, state, tags, cursor), so
-// that each has a plan of its own that uses the index for its filters, also once PostgreSQL
-// caches a generic plan: one statement with "($1 IS NULL OR ...)" for every filter gets a plan
-// that walks the whole time index for a rare state. Parameters are the filters present, in
-// that order, then the limit.
+// A listing's statement, one per combination of filters (the caller's scope, provider, state,
+// tags, cursor), so that each has a plan of its own that uses the index for its filters, also
+// once PostgreSQL caches a generic plan: one statement with "($1 IS NULL OR ...)" for every
+// filter gets a plan that walks the whole time index for a rare state. Parameters are the
+// filters present, in that order, then the limit.
 constexpr std::size_t list_with_provider = 1, list_with_state = 2, list_with_tags = 4,
-                      list_after = 8, list_variants = 16;
+                      list_after = 8, list_with_owner = 16, list_variants = 32;
 
 std::string list_sql(std::size_t filters) {
   std::string sql = "SELECT " + std::string(instance_columns_sql) + " FROM instances i WHERE true";
   int n = 0;
   const auto next = [&n] { return "$" + std::to_string(++n); };
+  if (filters & list_with_owner) sql += " AND i.created_by = " + next() + "::bigint";
   if (filters & list_with_provider) sql += " AND i.provider = " + next() + "::text";
   if (filters & list_with_state) sql += " AND i.state = " + next() + "::instance_state";
   if (filters & list_with_tags) sql += " AND i.tags @> " + next() + "::jsonb";
@@ -151,6 +158,7 @@ const std::string delete_sql = sql_with_json(R"(
 WITH upd AS (
   UPDATE instances i SET state = 'terminating', delete_requested = true
   WHERE i.id = $1::uuid AND i.state IN ('creating', 'starting', 'running', 'errored')
+    AND ($3::bigint IS NULL OR i.created_by = $3::bigint)
   RETURNING i.*),
 j AS (
   INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
@@ -160,7 +168,8 @@ j AS (
 SELECT (SELECT )",
                                              R"(::text FROM upd i),
        (SELECT )") + instance_json_sql +
-                               R"(::text FROM instances i WHERE i.id = $1::uuid),
+                               R"(::text FROM instances i
+        WHERE i.id = $1::uuid AND ($3::bigint IS NULL OR i.created_by = $3::bigint)),
        (SELECT count(*) FROM j))";
 
 const char* const claim_sql = R"(
@@ -411,13 +420,14 @@ instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::st
           ex, "instance creates", batching.creates,
           [this](std::vector<create_item>& items, deadline dl) { return insert_batch(items, dl); }),
       reads_(ex, "instance reads", batching.reads,
-             [this](std::vector<std::string>& ids, deadline dl) { return read_batch(ids, dl); }) {}
+             [this](std::vector<read_item>& items, deadline dl) { return read_batch(items, dl); }) {
+}
 
 asio::awaitable<result<created_instance>> instance_store::create(
-    const instance_request& req, std::int64_t token_id,
+    const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
     const std::optional<idempotent_request>& idem) {
   // A launch into a reservation takes one of its places in the same statement: alone.
-  if (req.reservation_id) co_return co_await create_one(req, token_id, idem);
+  if (req.reservation_id) co_return co_await create_one(req, token_id, owner, idem);
   for (int round = 0; round < 2; ++round) {
     create_item item{uuid::generate_v7().str(), req, token_id, idem};
     const std::string id = item.id;
@@ -444,7 +454,7 @@ asio::awaitable<result<created_instance>> instance_store::create(
 }
 
 asio::awaitable<result<created_instance>> instance_store::create_one(
-    const instance_request& req, std::int64_t token_id,
+    const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
     const std::optional<idempotent_request>& idem) {
   for (int round = 0; round < 2; ++round) {
     if (idem) {
@@ -457,19 +467,21 @@ asio::awaitable<result<created_instance>> instance_store::create_one(
       }
     }
     const std::string id = uuid::generate_v7().str();
-    const params query_args_3{id,
-                              req.provider,
-                              req.image,
-                              req.instance_type,
-                              req.public_ssh_key,
-                              req.zone,
-                              req.reservation_id,
-                              json::serialize(req.tags),
-                              std::to_string(token_id),
-                              "create-" + id,
-                              std::to_string(max_attempts_),
-                              idem ? std::optional<std::string>(idem->key) : std::nullopt,
-                              idem ? std::optional<std::string>(idem->request_hash) : std::nullopt};
+    const params query_args_3{
+        id,
+        req.provider,
+        req.image,
+        req.instance_type,
+        req.public_ssh_key,
+        req.zone,
+        req.reservation_id,
+        json::serialize(req.tags),
+        std::to_string(token_id),
+        "create-" + id,
+        std::to_string(max_attempts_),
+        idem ? std::optional<std::string>(idem->key) : std::nullopt,
+        idem ? std::optional<std::string>(idem->request_hash) : std::nullopt,
+        owner ? std::optional<std::string>(std::to_string(*owner)) : std::nullopt};
     auto r = co_await pool_.execute(stmt_instance_create, query_args_3);
     if (!r) {
       if (idem && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
@@ -613,8 +625,9 @@ asio::awaitable<result<std::vector<instance_store::create_result>>> instance_sto
   co_return out;
 }
 
-asio::awaitable<result<std::string>> instance_store::get_json(const std::string& id) {
-  auto reading = reads_.submit(id, after(pool_.config().query_timeout));
+asio::awaitable<result<std::string>> instance_store::get_json(const std::string& id,
+                                                              std::optional<std::int64_t> owner) {
+  auto reading = reads_.submit(read_item{id, owner}, after(pool_.config().query_timeout));
   auto body = co_await std::move(reading);
   if (!body) co_return body.error();
   if (!*body) co_return fail(errc::not_found, "no instance " + id);
@@ -622,23 +635,38 @@ asio::awaitable<result<std::string>> instance_store::get_json(const std::string&
 }
 
 asio::awaitable<std::vector<result<instance_store::read_result>>> instance_store::read_batch(
-    std::vector<std::string>& ids, deadline dl) {
-  std::vector<std::string> distinct = ids;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  const params args{pg::text_array(distinct)};
+    std::vector<read_item>& items, deadline dl) {
+  // Each distinct (id, owner) once; `slot` is its position in the arrays, from 1.
+  std::map<std::pair<std::string_view, std::optional<std::int64_t>>, std::size_t> slot;
+  std::string ids = "{";
+  std::string owners = "{";
+  for (const auto& item : items) {
+    const auto [it, added] = slot.try_emplace({item.id, item.owner}, slot.size() + 1);
+    if (!added) continue;
+    if (ids.size() > 1) {
+      ids += ',';
+      owners += ',';
+    }
+    ids += item.id;  // a UUID parsed by the API
+    owners += item.owner ? std::to_string(*item.owner) : std::string("NULL");
+  }
+  ids += '}';
+  owners += '}';
+  const params args{ids, owners};
   auto r = co_await pool_.execute(stmt_instance_get_many, args, dl);
   std::vector<result<read_result>> out;
-  out.reserve(ids.size());
+  out.reserve(items.size());
   if (!r) {
-    for (std::size_t i = 0; i < ids.size(); ++i) out.emplace_back(r.error());
+    for (std::size_t i = 0; i < items.size(); ++i) out.emplace_back(r.error());
     co_return out;
   }
-  std::unordered_map<std::string_view, int> found;
+  std::unordered_map<std::size_t, int> found;
   found.reserve(r->size());
-  for (int row = 0; row < static_cast<int>(r->size()); ++row) found.emplace(r->text(row, 0), row);
-  for (const auto& id : ids) {
-    const auto it = found.find(id);
+  for (int row = 0; row < static_cast<int>(r->size()); ++row) {
+    found.emplace(std::stoull(std::string(r->text(row, instance_columns))), row);
+  }
+  for (const auto& item : items) {
+    const auto it = found.find(slot.at({item.id, item.owner}));
     if (it == found.end()) {
       out.emplace_back(read_result{});
       continue;
@@ -664,6 +692,7 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
   params args;
+  if (f.created_by) args.emplace_back(std::to_string(*f.created_by));
   if (f.provider) args.emplace_back(*f.provider);
   if (f.state) args.emplace_back(*f.state);
   if (tags) args.emplace_back(*tags);
@@ -674,7 +703,7 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   args.emplace_back(std::to_string(f.limit + 1));
   const std::size_t filters = (f.provider ? list_with_provider : 0) |
                               (f.state ? list_with_state : 0) | (tags ? list_with_tags : 0) |
-                              (after_time ? list_after : 0);
+                              (after_time ? list_after : 0) | (f.created_by ? list_with_owner : 0);
   auto r = co_await pool_.execute(list_statement_set.statements[filters], args);
   if (!r) co_return r.error();
   list_page page;
@@ -696,8 +725,11 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
   co_return page;
 }
 
-asio::awaitable<result<std::string>> instance_store::request_delete(const std::string& id) {
-  const params query_args_6{id, "delete-" + id};
+asio::awaitable<result<std::string>> instance_store::request_delete(
+    const std::string& id, std::optional<std::int64_t> owner) {
+  const params query_args_6{
+      id, "delete-" + id,
+      owner ? std::optional<std::string>(std::to_string(*owner)) : std::optional<std::string>()};
   auto r = co_await pool_.execute(stmt_instance_delete, query_args_6);
   if (!r) co_return r.error();
   if (!r->is_null(0, 0)) co_return std::string(r->text(0, 0));

@@ -112,12 +112,18 @@ class instance_store {
   // With an Idempotency-Key, the first response under it is replayed (replayed = true). The
   // answer comes once the instance and its job are committed, with the creates that arrived
   // alongside (one transaction); one that the database refuses fails alone.
+  // `owner`: the caller's scope; a launch into a reservation it may not see is refused as into
+  // one that does not exist.
   boost::asio::awaitable<result<created_instance>> create(
-      const instance_request& req, std::int64_t token_id,
+      const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
       const std::optional<idempotent_request>& idem);
-  boost::asio::awaitable<result<std::string>> get_json(const std::string& id);
+  // `owner`: the caller's scope (verified_token::owner()): an instance another token created is
+  // not_found to it, as one that does not exist.
+  boost::asio::awaitable<result<std::string>> get_json(const std::string& id,
+                                                       std::optional<std::int64_t> owner);
   boost::asio::awaitable<result<list_page>> list(const list_filter& f);
-  boost::asio::awaitable<result<std::string>> request_delete(const std::string& id);
+  boost::asio::awaitable<result<std::string>> request_delete(const std::string& id,
+                                                             std::optional<std::int64_t> owner);
 
   // Jobs, for the scheduler.
   // At most `max` of the provider's due jobs, and no more than leave `cluster_max` running
@@ -196,25 +202,30 @@ class instance_store {
   // The instance's JSON once committed; nullopt when its Idempotency-Key was taken already.
   using create_result = std::optional<std::string>;
   using create_results = std::vector<result<create_result>>;
-  // The instance's JSON; nullopt when there is no such instance.
+  // One GET of a batch: the instance, and the creator the caller is confined to.
+  struct read_item {
+    std::string id;
+    std::optional<std::int64_t> owner;
+  };
+  // The instance's JSON; nullopt when there is no such instance (for that caller).
   using read_result = std::optional<std::string>;
 
   boost::asio::awaitable<result<created_instance>> create_one(
-      const instance_request& req, std::int64_t token_id,
+      const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
       const std::optional<idempotent_request>& idem);
   boost::asio::awaitable<create_results> insert_batch(std::vector<create_item>& items, deadline dl);
   boost::asio::awaitable<void> insert_part(std::span<const create_item> items, deadline dl,
                                            std::span<result<create_result>> out);
   boost::asio::awaitable<result<std::vector<create_result>>> insert_rows(
       std::span<const create_item> items, deadline dl);
-  boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<std::string>& ids,
+  boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<read_item>& items,
                                                                       deadline dl);
 
   pg::pool& pool_;
   std::string owner_;
   unsigned max_attempts_;
   batch_queue<create_item, create_result> creates_;
-  batch_queue<std::string, read_result> reads_;
+  batch_queue<read_item, read_result> reads_;
 };
 
 // The SQL expression that renders an instance row `i` as API JSON.

@@ -27,6 +27,8 @@ struct list_filter {
   boost::json::object tags;
   std::size_t limit = 100;
   std::optional<list_cursor> after;
+  // Only rows this token created (the caller's scope, not a query parameter); nothing: all.
+  std::optional<std::int64_t> created_by;
 };
 
 // Reads a list's query; every problem is in the validation (unknown_parameter for a parameter

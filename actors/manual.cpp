@@ -11,7 +11,8 @@ namespace {
 
 constexpr const char* synopsis = R"(SYNOPSIS
     cloudbrain serve [--config FILE] [--check-config] [--OPTION VALUE]...
-    cloudbrain token create [--role client|driver] DESCRIPTION [--database-url URL]
+    cloudbrain token create [--role client|driver|admin] [--scope own|all] DESCRIPTION
+                            [--database-url URL]
     cloudbrain token list [--database-url URL]
     cloudbrain token revoke ID [--database-url URL]
     cloudbrain-create-token DESCRIPTION
@@ -38,15 +39,18 @@ constexpr const char* serve_command = R"(    serve
         admin-listen alone when it is set.
 )";
 
-constexpr const char* token_commands = R"(    token create [--role ROLE] DESCRIPTION
+constexpr const char* token_commands = R"(    token create [--role ROLE] [--scope SCOPE] DESCRIPTION
         Creates a token and prints it, once, as "generated token: ID-SECRET". Only a salt and
-        the scrypt hash of the secret are stored. ROLE is client (the default: the HTTP API) or
-        driver (an out-of-tree driver connecting at /drivers/connect, and nothing else); admin
-        is reserved.
+        the scrypt hash of the secret are stored. ROLE is client (the default: the HTTP API),
+        driver (an out-of-tree driver connecting at /drivers/connect, and nothing else) or
+        admin (the HTTP API over everything, and GET /tokens, DELETE /tokens/ID, GET /audit).
+        SCOPE, for a client token: own (the default) sees and acts on only the instances,
+        reservations and reservation sets it created; all sees every one.
     token list
-        Lists the tokens: id, creation time, revocation time, role and description.
+        Lists the tokens: id, creation time, revocation time, role, scope and description.
     token revoke ID
         Revokes a token; every process serving the database refuses it within 5 seconds.
+        (DELETE /tokens/ID does the same for an admin token.)
     cloudbrain-create-token DESCRIPTION
         The same as `token create`, under the original tool's name.
 

@@ -79,23 +79,33 @@ SELECT (SELECT b FROM body),
         FROM held WHERE n + asked > cap),
        (SELECT count(*) FROM j), (SELECT count(*) FROM k))";
 
-const std::string get_sql =
-    "SELECT " + set_json("reservations") + "::text FROM reservation_sets s WHERE s.id = $1::uuid";
+// $2: the creator the caller is confined to, NULL for any.
+const std::string get_sql = "SELECT " + set_json("reservations") +
+                            "::text FROM reservation_sets s WHERE s.id = $1::uuid "
+                            "AND ($2::bigint IS NULL OR s.created_by = $2::bigint)";
 
-const std::string list_sql = "SELECT " + set_json("reservations") + R"(::text,
+// Two statements, as for reservations: one for a scoped caller (`s.created_by = $6`, on the
+// creator's index) and one for a caller that sees everything.
+std::string list_sql(bool scoped) {
+  return "SELECT " + set_json("reservations") + R"(::text,
   to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), s.id::text
 FROM reservation_sets s
 WHERE ($1::reservation_set_state IS NULL OR s.state = $1::reservation_set_state)
   AND ($2::jsonb IS NULL OR s.tags @> $2::jsonb)
-  AND ($3::timestamptz IS NULL OR (s.created_at, s.id) < ($3::timestamptz, $4::uuid))
+  AND ($3::timestamptz IS NULL OR (s.created_at, s.id) < ($3::timestamptz, $4::uuid)))" +
+         std::string(scoped ? "\n  AND s.created_by = $6::bigint" : "") + R"(
 ORDER BY s.created_at DESC, s.id DESC
 LIMIT $5::int)";
+}
+const std::string list_all_sql = list_sql(false);
+const std::string list_own_sql = list_sql(true);
 
 // The set first, then its members (see the class comment).
 const std::string cancel_sql = std::string(R"(
 WITH s AS (
   UPDATE reservation_sets s SET state = 'cancelling', cancel_reason = 'requested'
   WHERE s.id = $1::uuid AND s.state IN ('pending', 'active', 'partial')
+    AND ($2::bigint IS NULL OR s.created_by = $2::bigint)
   RETURNING s.id),
 upd AS (
   UPDATE reservations r SET state = 'cancelling', cancel_reason = 'requested'
@@ -203,7 +213,8 @@ SELECT (SELECT max(id::text) FROM cand), (SELECT count(*) FROM cand),
                                                    'reason', reason)), '[]')::text FROM upd))";
 
 const pg::statement stmt_set_get{"reservation_set_get", get_sql};
-const pg::statement stmt_set_list{"reservation_set_list", list_sql};
+const pg::statement stmt_set_list{"reservation_set_list", list_all_sql};
+const pg::statement stmt_set_list_own{"reservation_set_list_own", list_own_sql};
 const pg::statement stmt_set_cancel_members{"reservation_set_cancel_members", cancel_members_sql};
 const pg::statement stmt_set_advance{"reservation_set_advance", advance_sql};
 
@@ -270,8 +281,15 @@ asio::awaitable<result<reservation_set_store::created>> reservation_set_store::c
   co_return fail(errc::conflict, "this Idempotency-Key is being used by a concurrent request");
 }
 
-asio::awaitable<result<std::string>> reservation_set_store::get_json(std::string id) {
-  const params args{id};
+namespace {
+pg::param owner_param(std::optional<std::int64_t> owner) {
+  return owner ? pg::param(std::to_string(*owner)) : pg::param();
+}
+}  // namespace
+
+asio::awaitable<result<std::string>> reservation_set_store::get_json(
+    std::string id, std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   auto r = co_await pool_.execute(stmt_set_get, args);
   if (!r) co_return r.error();
   if (r->size() == 0) co_return fail(errc::not_found, "no reservation set " + id);
@@ -294,8 +312,9 @@ asio::awaitable<result<reservation_set_page>> reservation_set_store::list(
   }
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
-  const params args{f.state, tags, after_time, after_id, std::to_string(f.limit + 1)};
-  auto r = co_await pool_.execute(stmt_set_list, args);
+  params args{f.state, tags, after_time, after_id, std::to_string(f.limit + 1)};
+  if (f.created_by) args.push_back(owner_param(f.created_by));
+  auto r = co_await pool_.execute(f.created_by ? stmt_set_list_own : stmt_set_list, args);
   if (!r) co_return r.error();
   reservation_set_page page;
   const int shown = static_cast<int>(std::min<std::size_t>(r->size(), f.limit));
@@ -312,8 +331,9 @@ asio::awaitable<result<reservation_set_page>> reservation_set_store::list(
   co_return page;
 }
 
-asio::awaitable<result<std::string>> reservation_set_store::cancel(std::string id) {
-  const params args{id};
+asio::awaitable<result<std::string>> reservation_set_store::cancel(
+    std::string id, std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   // One transaction: the cancel, then the set as it left it.
   const pg::batch_item items[] = {pg::batch_item(cancel_sql, args),
                                   pg::batch_item(stmt_set_get, args)};

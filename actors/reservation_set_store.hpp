@@ -37,6 +37,8 @@ struct reservation_set_filter {
   boost::json::object tags;
   std::size_t limit = 100;
   std::optional<std::string> after;  // opaque cursor
+  // Only sets this token created (the caller's scope, not a query parameter); nothing: all.
+  std::optional<std::int64_t> created_by;
 };
 
 struct reservation_set_page {
@@ -78,12 +80,16 @@ class reservation_set_store {
   boost::asio::awaitable<result<created>> create(reservation_set_request req, std::int64_t token_id,
                                                  std::map<std::string, std::size_t> caps,
                                                  std::optional<idempotent_request> idem);
-  boost::asio::awaitable<result<std::string>> get_json(std::string id);
+  // `owner`: the caller's scope (verified_token::owner()): a set another token created is
+  // not_found to it, and left alone by a cancel.
+  boost::asio::awaitable<result<std::string>> get_json(std::string id,
+                                                       std::optional<std::int64_t> owner);
   boost::asio::awaitable<result<reservation_set_page>> list(reservation_set_filter f);
   // Pending, active or partial: cancelling (reason requested), with every pending or active
   // member moved to cancelling and given a release job, in one transaction. Other states are
   // left as they are. Returns the set as it is then.
-  boost::asio::awaitable<result<std::string>> cancel(std::string id);
+  boost::asio::awaitable<result<std::string>> cancel(std::string id,
+                                                     std::optional<std::int64_t> owner);
 
   // One pass of the set reconciliation, over at most `max` unsettled sets: each set's state is
   // derived from its members':

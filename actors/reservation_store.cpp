@@ -64,36 +64,48 @@ k AS (
   RETURNING 1)
 SELECT (SELECT b FROM body), (SELECT n FROM held), (SELECT count(*) FROM j))");
 
-const std::string get_sql =
-    with_json("SELECT ", "::text FROM reservations r WHERE r.id = $1::uuid");
+// $2: the creator the caller is confined to, NULL for any.
+const std::string get_sql = with_json("SELECT ",
+                                      "::text FROM reservations r WHERE r.id = $1::uuid "
+                                      "AND ($2::bigint IS NULL OR r.created_by = $2::bigint)");
 
-const std::string list_sql = with_json("SELECT ", R"(::text,
+// Two statements, one for a scoped caller (`r.created_by = $7`, which walks the creator's own
+// rows in its index) and one for a caller that sees everything (the time index).
+std::string list_sql(bool scoped) {
+  const std::string tail = std::string(R"(::text,
   to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), r.id::text
 FROM reservations r
 WHERE ($1::text IS NULL OR r.provider = $1)
   AND ($2::reservation_state IS NULL OR r.state = $2::reservation_state)
   AND ($3::jsonb IS NULL OR r.tags @> $3::jsonb)
-  AND ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4::timestamptz, $5::uuid))
+  AND ($4::timestamptz IS NULL OR (r.created_at, r.id) < ($4::timestamptz, $5::uuid)))") +
+                           (scoped ? "\n  AND r.created_by = $7::bigint" : "") + R"(
 ORDER BY r.created_at DESC, r.id DESC
-LIMIT $6::int)");
+LIMIT $6::int)";
+  return with_json("SELECT ", tail.c_str());
+}
+const std::string list_all_sql = list_sql(false);
+const std::string list_own_sql = list_sql(true);
 
 const std::string cancel_sql = std::string(R"(
 WITH upd AS (
   UPDATE reservations r SET state = 'cancelling', cancel_reason = 'requested'
   WHERE r.id = $1::uuid AND r.state IN ('pending', 'active')
+    AND ($2::bigint IS NULL OR r.created_by = $2::bigint)
   RETURNING r.*),)") + release_job_cte +
                                with_json(R"(
 SELECT (SELECT )",
                                          R"(::text FROM upd r),
        (SELECT )") + reservation_json_sql +
-                               R"(::text FROM reservations r WHERE r.id = $1::uuid),
+                               R"(::text FROM reservations r
+        WHERE r.id = $1::uuid AND ($2::bigint IS NULL OR r.created_by = $2::bigint)),
        (SELECT count(*) FROM j))";
 
 const std::string cancel_matching_sql = std::string(R"(
 WITH upd AS (
   UPDATE reservations r SET state = 'cancelling', cancel_reason = 'requested'
   WHERE r.tags @> $1::jsonb AND ($2::text IS NULL OR r.provider = $2)
-    AND r.state IN ('pending', 'active')
+    AND r.state IN ('pending', 'active') AND ($3::bigint IS NULL OR r.created_by = $3::bigint)
   RETURNING r.*),)") + release_job_cte +
                                         with_json(R"(
 SELECT coalesce(json_agg()",
@@ -102,7 +114,8 @@ SELECT coalesce(json_agg()",
 FROM upd r)");
 
 const char* const refusal_sql = R"(
-SELECT state::text, provider, instance_type, in_use, count FROM reservations WHERE id = $1::uuid)";
+SELECT state::text, provider, instance_type, in_use, count FROM reservations
+WHERE id = $1::uuid AND ($2::bigint IS NULL OR created_by = $2::bigint))";
 
 const char* const activate_sql = R"(
 UPDATE reservations
@@ -166,7 +179,8 @@ FROM reservations GROUP BY provider, state)";
 
 const pg::statement stmt_create{"reservation_create", create_sql};
 const pg::statement stmt_get{"reservation_get", get_sql};
-const pg::statement stmt_list{"reservation_list", list_sql};
+const pg::statement stmt_list{"reservation_list", list_all_sql};
+const pg::statement stmt_list_own{"reservation_list_own", list_own_sql};
 const pg::statement stmt_cancel{"reservation_cancel", cancel_sql};
 const pg::statement stmt_activate{"reservation_activate", activate_sql};
 const pg::statement stmt_released{"reservation_released", released_sql};
@@ -236,8 +250,15 @@ asio::awaitable<result<reservation_store::created>> reservation_store::create(
   co_return fail(errc::conflict, "this Idempotency-Key is being used by a concurrent request");
 }
 
-asio::awaitable<result<std::string>> reservation_store::get_json(std::string id) {
-  const params args{id};
+namespace {
+pg::param owner_param(std::optional<std::int64_t> owner) {
+  return owner ? pg::param(std::to_string(*owner)) : pg::param();
+}
+}  // namespace
+
+asio::awaitable<result<std::string>> reservation_store::get_json(
+    std::string id, std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   auto r = co_await pool_.execute(stmt_get, args);
   if (!r) co_return r.error();
   if (r->size() == 0) co_return fail(errc::not_found, "no reservation " + id);
@@ -253,8 +274,9 @@ asio::awaitable<result<reservation_page>> reservation_store::list(reservation_fi
   }
   std::optional<std::string> tags;
   if (!f.tags.empty()) tags = json::serialize(f.tags);
-  const params args{f.provider, f.state, tags, after_time, after_id, std::to_string(f.limit + 1)};
-  auto r = co_await pool_.execute(stmt_list, args);
+  params args{f.provider, f.state, tags, after_time, after_id, std::to_string(f.limit + 1)};
+  if (f.created_by) args.push_back(owner_param(f.created_by));
+  auto r = co_await pool_.execute(f.created_by ? stmt_list_own : stmt_list, args);
   if (!r) co_return r.error();
   reservation_page page;
   const int shown = static_cast<int>(std::min<std::size_t>(r->size(), f.limit));
@@ -270,8 +292,9 @@ asio::awaitable<result<reservation_page>> reservation_store::list(reservation_fi
   co_return page;
 }
 
-asio::awaitable<result<std::string>> reservation_store::cancel(std::string id) {
-  const params args{id};
+asio::awaitable<result<std::string>> reservation_store::cancel(std::string id,
+                                                               std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   auto r = co_await pool_.execute(stmt_cancel, args);
   if (!r) co_return r.error();
   if (!r->is_null(0, 0)) co_return std::string(r->text(0, 0));
@@ -280,16 +303,17 @@ asio::awaitable<result<std::string>> reservation_store::cancel(std::string id) {
 }
 
 asio::awaitable<result<std::string>> reservation_store::cancel_matching(
-    json::object tags, std::optional<std::string> provider) {
-  const params args{json::serialize(tags), provider};
+    json::object tags, std::optional<std::string> provider, std::optional<std::int64_t> owner) {
+  const params args{json::serialize(tags), provider, owner_param(owner)};
   auto r = co_await pool_.query(cancel_matching_sql, args);
   if (!r) co_return r.error();
   co_return std::string(r->text(0, 0));
 }
 
 asio::awaitable<result<reservation_refusal>> reservation_store::refusal_for(
-    std::string id, std::string provider, std::string instance_type) {
-  const params args{id};
+    std::string id, std::string provider, std::string instance_type,
+    std::optional<std::int64_t> owner) {
+  const params args{id, owner_param(owner)};
   auto r = co_await pool_.query(refusal_sql, args);
   if (!r) co_return r.error();
   if (r->size() == 0) co_return reservation_refusal::not_found;

@@ -65,19 +65,24 @@ class reservation_store {
   boost::asio::awaitable<result<created>> create(reservation_request req, std::int64_t token_id,
                                                  std::size_t cap,
                                                  std::optional<idempotent_request> idem);
-  boost::asio::awaitable<result<std::string>> get_json(std::string id);
+  // `owner` below is the caller's scope (verified_token::owner()): a reservation another token
+  // created is not_found to it, and left alone by a cancel.
+  boost::asio::awaitable<result<std::string>> get_json(std::string id,
+                                                       std::optional<std::int64_t> owner);
   boost::asio::awaitable<result<reservation_page>> list(reservation_filter f);
   // Asks for a cancel: pending or active become cancelling (reason `requested`) with a release
   // job; other states are left as they are. Returns the reservation.
-  boost::asio::awaitable<result<std::string>> cancel(std::string id);
+  boost::asio::awaitable<result<std::string>> cancel(std::string id,
+                                                     std::optional<std::int64_t> owner);
   // The same for every pending or active reservation whose tags contain `tags` (and of
   // `provider`, if given). Returns the reservations it moved, as a JSON array.
   boost::asio::awaitable<result<std::string>> cancel_matching(boost::json::object tags,
-                                                              std::optional<std::string> provider);
+                                                              std::optional<std::string> provider,
+                                                              std::optional<std::int64_t> owner);
   // For POST /instances: why a reservation cannot take an instance of this provider and type.
-  boost::asio::awaitable<result<reservation_refusal>> refusal_for(std::string id,
-                                                                  std::string provider,
-                                                                  std::string instance_type);
+  boost::asio::awaitable<result<reservation_refusal>> refusal_for(
+      std::string id, std::string provider, std::string instance_type,
+      std::optional<std::int64_t> owner);
 
   // Steps of the reserve and release jobs.
   // Records where the capacity is held; pending becomes active. A reservation cancelled

@@ -42,6 +42,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <cmath>
 #include <csignal>
 #include <ctime>
 #include <iostream>
@@ -257,7 +258,22 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
   auto routes = std::make_shared<net::router>();
   audit_log audit(ioc.get_executor(), pool);
-  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry);
+  // token-rate-limit: per process (each node of a cluster counts its own requests).
+  std::unique_ptr<token_rate_limiter> limiter;
+  if (cfg->token_rate_limit > 0) {
+    const unsigned burst =
+        cfg->token_rate_burst != 0
+            ? cfg->token_rate_burst
+            : static_cast<unsigned>(std::max(1.0, std::ceil(cfg->token_rate_limit)));
+    auto& refused = meter.registry()
+                        .add_counter("cloudbrain_rate_limited_requests_total",
+                                     "API requests refused with 429 because their token was "
+                                     "over token-rate-limit.")
+                        .get();
+    limiter = std::make_unique<token_rate_limiter>(cfg->token_rate_limit, burst, steady_clock::now,
+                                                   &refused);
+  }
+  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, limiter.get());
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   hub.install(*routes);
@@ -480,8 +496,8 @@ int run_token_command(const std::vector<std::string>& raw_args) {
   std::vector<std::string> args = raw_args;
   const std::string url = take_database_url(args);
   if (args.empty()) {
-    std::cerr << "usage: cloudbrain token create [--role client|driver|admin] \"description\" | "
-                 "list | revoke <id>\n";
+    std::cerr << "usage: cloudbrain token create [--role client|driver|admin] [--scope own|all] "
+                 "\"description\" | list | revoke <id>\n";
     return 2;
   }
   if (url.empty()) {
@@ -499,40 +515,63 @@ int run_token_command(const std::vector<std::string>& raw_args) {
 
   auto work = [&]() -> asio::awaitable<void> {
     if (command == "create") {
-      // --role ROLE (or --role=ROLE) anywhere; the one other argument is the description.
+      // --role ROLE and --scope SCOPE (or --role=ROLE, --scope=SCOPE) anywhere; the one other
+      // argument is the description.
       token_role role = token_role::client;
+      std::optional<token_scope> scope;
       std::vector<std::string> words;
-      bool bad_role = false;
+      bool bad_option = false;
       for (std::size_t i = 1; i < args.size(); ++i) {
         std::optional<std::string> value;
-        if (args[i] == "--role" && i + 1 < args.size()) {
+        bool is_scope = false;
+        if ((args[i] == "--role" || args[i] == "--scope") && i + 1 < args.size()) {
+          is_scope = args[i] == "--scope";
           value = args[++i];
         } else if (args[i].rfind("--role=", 0) == 0) {
           value = args[i].substr(7);
+        } else if (args[i].rfind("--scope=", 0) == 0) {
+          is_scope = true;
+          value = args[i].substr(8);
         } else {
           words.push_back(args[i]);
           continue;
         }
-        const auto parsed = parse_token_role(*value);
-        if (!parsed) bad_role = true;
-        role = parsed.value_or(token_role::client);
+        if (is_scope) {
+          scope = parse_token_scope(*value);
+          if (!scope) bad_option = true;
+        } else {
+          const auto parsed = parse_token_role(*value);
+          if (!parsed) bad_option = true;
+          role = parsed.value_or(token_role::client);
+        }
       }
-      if (bad_role || words.size() != 1 || words[0].empty()) {
+      // A scope confines what a client token sees; the other roles do not read resources
+      // (driver) or see everything (admin).
+      const bool scope_misplaced = scope && role != token_role::client;
+      if (bad_option || scope_misplaced || words.size() != 1 || words[0].empty()) {
+        if (scope_misplaced) {
+          std::cerr << "cloudbrain token create: --scope is for client tokens; an admin token "
+                       "sees everything and a driver token no resources\n";
+        }
         std::cerr << "usage: cloudbrain token create [--role client|driver|admin] "
-                     "\"description\"\n";
+                     "[--scope own|all] \"description\"\n";
         exit_code = 2;
         co_return;
       }
+      // New client tokens see what they create unless told otherwise; admin tokens are
+      // recorded as seeing everything, which they do.
+      const token_scope granted =
+          scope.value_or(role == token_role::admin ? token_scope::all : token_scope::own);
       const auto secret = generate_token_secret();
       const auto salt = generate_token_salt();
       const auto hash = hash_token_secret(secret, salt.data(), salt.size());
-      const std::vector<pg::param> query_args_2{words[0], to_hex(salt.data(), salt.size()),
-                                                to_hex(hash.data(), hash.size()),
-                                                std::string(to_string(role))};
+      const std::vector<pg::param> query_args_2{
+          words[0], to_hex(salt.data(), salt.size()), to_hex(hash.data(), hash.size()),
+          std::string(to_string(role)), std::string(to_string(granted))};
       // The token and its audit record, in one statement.
       auto r = co_await pool.query(
-          "WITH t AS (INSERT INTO tokens (description, salt, hash, role) "
-          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4) RETURNING id), "
+          "WITH t AS (INSERT INTO tokens (description, salt, hash, role, scope) "
+          "VALUES ($1, decode($2, 'hex'), decode($3, 'hex'), $4, $5) RETURNING id), "
           "a AS (INSERT INTO audit_events (address, action, method, target, status, outcome) "
           "SELECT 'cli', 'token.create', 'CLI', id::text, 0, 'ok' FROM t) "
           "SELECT id FROM t",
@@ -548,17 +587,17 @@ int run_token_command(const std::vector<std::string>& raw_args) {
       auto r = co_await pool.query(
           "SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
           "coalesce(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-          "'-'), role, description FROM tokens ORDER BY id",
+          "'-'), role, scope, description FROM tokens ORDER BY id",
           {}, dl());
       if (!r) {
         std::cerr << "cloudbrain token list: " << r.error().message() << "\n";
         exit_code = 1;
         co_return;
       }
-      std::cout << "ID\tCREATED\tREVOKED\tROLE\tDESCRIPTION\n";
+      std::cout << "ID\tCREATED\tREVOKED\tROLE\tSCOPE\tDESCRIPTION\n";
       for (int i = 0; i < static_cast<int>(r->size()); ++i) {
         std::cout << r->text(i, 0) << '\t' << r->text(i, 1) << '\t' << r->text(i, 2) << '\t'
-                  << r->text(i, 3) << '\t' << r->text(i, 4) << '\n';
+                  << r->text(i, 3) << '\t' << r->text(i, 4) << '\t' << r->text(i, 5) << '\n';
       }
     } else if (command == "revoke") {
       std::int64_t id = 0;

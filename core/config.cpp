@@ -57,6 +57,14 @@ constexpr key_info global_keys[] = {
     {"shutdown-timeout", "how long SIGTERM waits for requests and cloud calls in flight (20s)",
      "DURATION"},
     {"token-cache-ttl", "how long a verified token is remembered without scrypt (5m)", "DURATION"},
+    {"token-rate-limit",
+     "requests per second each API token may make to this process, on average; more get 429 "
+     "(default: no limit)",
+     "RATE"},
+    {"token-rate-burst",
+     "requests an API token may make at once under token-rate-limit (default: the rate, "
+     "rounded up)",
+     "N"},
     {"driver-heartbeat",
      "how often out-of-tree driver connections are pinged; one silent for three is dropped (10s)",
      "DURATION"},
@@ -175,7 +183,21 @@ result<void> apply_global(service_config& c, const std::string& key, const std::
     return dur(c.shutdown_timeout);
   else if (key == "token-cache-ttl")
     return dur(c.token_cache_ttl);
-  else if (key == "driver-heartbeat") {
+  else if (key == "token-rate-limit") {
+    double rate = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), rate);
+    if (ec != std::errc{} || end != v.data() + v.size() || !(rate > 0) || rate > 1e6) {
+      return fail(errc::bad_config,
+                  "'token-rate-limit' must be a number of requests per second above 0 and at "
+                  "most 1000000, such as 50 or 0.5, not '" +
+                      v + "'");
+    }
+    c.token_rate_limit = rate;
+  } else if (key == "token-rate-burst") {
+    auto n = parse_number<unsigned>(key, v, 1, 1'000'000);
+    if (!n) return n.error();
+    c.token_rate_burst = *n;
+  } else if (key == "driver-heartbeat") {
     auto d = parse_key_duration(key, v);
     if (!d) return d.error();
     if (*d < std::chrono::milliseconds(100) || *d > std::chrono::minutes(10)) {
@@ -260,6 +282,8 @@ std::vector<std::string> changed_settings(const service_config& a, const service
   note("job-max-attempts", a.job_max_attempts == b.job_max_attempts);
   note("shutdown-timeout", a.shutdown_timeout == b.shutdown_timeout);
   note("token-cache-ttl", a.token_cache_ttl == b.token_cache_ttl);
+  note("token-rate-limit", a.token_rate_limit == b.token_rate_limit);
+  note("token-rate-burst", a.token_rate_burst == b.token_rate_burst);
   note("driver-heartbeat", a.driver_heartbeat == b.driver_heartbeat);
   note("threads", a.threads == b.threads);
   note("blocking-threads", a.blocking_threads == b.blocking_threads);
@@ -526,6 +550,9 @@ result<service_config> load_config(const std::vector<std::string>& args,
   if (cfg.database_url.empty()) {
     return fail(errc::bad_config,
                 "no database: set 'database-url', CLOUDBRAIN_DATABASE_URL or DATABASE_URL");
+  }
+  if (cfg.token_rate_burst != 0 && cfg.token_rate_limit == 0) {
+    return fail(errc::bad_config, "'token-rate-burst' needs 'token-rate-limit'");
   }
   if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
     return fail(errc::bad_config,

@@ -59,6 +59,10 @@ struct service_config {
   std::chrono::milliseconds job_lease{30'000};
   std::chrono::milliseconds shutdown_timeout{20'000};
   std::chrono::milliseconds token_cache_ttl{300'000};
+  // Requests per second each API token may make, on average, to this process; 0: no limit.
+  double token_rate_limit = 0;
+  // How many at once (token-rate-burst); 0: the rate rounded up.
+  unsigned token_rate_burst = 0;
   std::chrono::milliseconds driver_heartbeat{10'000};
   unsigned job_max_attempts = 10;
   unsigned threads = 2;

@@ -52,6 +52,14 @@ std::optional<token_role> parse_token_role(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(token_scope s) { return s == token_scope::all ? "all" : "own"; }
+
+std::optional<token_scope> parse_token_scope(std::string_view text) {
+  if (text == "own") return token_scope::own;
+  if (text == "all") return token_scope::all;
+  return std::nullopt;
+}
+
 std::string format_token(std::int64_t id, const token_secret& secret) {
   return std::to_string(id) + "-" + to_hex(secret.data(), secret.size());
 }

@@ -23,18 +23,34 @@ struct token_parts {
 };
 
 // What a token may do (tokens.role): `client` the HTTP API, `driver` only connect an out-of-tree
-// driver at /drivers/connect; `admin` is reserved for the administration API and passes as a
-// client until that exists.
+// driver at /drivers/connect; `admin` the HTTP API, everything in it, and the administration
+// resources (/tokens, /audit).
 enum class token_role { admin, client, driver };
 
 [[nodiscard]] std::string_view to_string(token_role r);
 // "admin", "client" or "driver"; nothing for anything else.
 [[nodiscard]] std::optional<token_role> parse_token_role(std::string_view text);
 
-// A token the authenticator has checked: its row id and its role.
+// What a client token sees (tokens.scope): `own` the instances, reservations and reservation
+// sets it created, `all` every one. An admin token sees everything whatever its scope.
+enum class token_scope { own, all };
+
+[[nodiscard]] std::string_view to_string(token_scope s);
+// "own" or "all"; nothing for anything else.
+[[nodiscard]] std::optional<token_scope> parse_token_scope(std::string_view text);
+
+// A token the authenticator has checked: its row id, its role and its scope.
 struct verified_token {
   std::int64_t id = 0;
   token_role role = token_role::client;
+  token_scope scope = token_scope::own;
+
+  // The creator a request of this token is confined to, for a `created_by = $n` condition;
+  // nothing when it sees everything.
+  [[nodiscard]] std::optional<std::int64_t> owner() const {
+    if (role == token_role::admin || scope == token_scope::all) return std::nullopt;
+    return id;
+  }
 };
 
 // Parses a presented token. The error detail never repeats the token.

@@ -360,8 +360,9 @@ class Service:
             raise AssertionError(f"cloudbrain {' '.join(args)} failed: {out.stderr}")
         return out
 
-    def create_token(self, description="test"):
-        out = self.cli("token", "create", description)
+    def create_token(self, description="test", *options):
+        """A new token; `options` such as "--scope", "all" or "--role", "admin"."""
+        out = self.cli("token", "create", *options, description)
         line = out.stdout.strip()
         assert line.startswith("generated token: "), line
         return line[len("generated token: "):]
@@ -406,6 +407,11 @@ class Service:
         if not hasattr(self, "_token"):
             self._token = self.create_token()
         return self._token
+
+    @token.setter
+    def token(self, value):
+        """The token requests use by default from now on."""
+        self._token = value
 
     def url(self, path=""):
         scheme = "https" if self.tls_ca else "http"

@@ -228,6 +228,8 @@ class PagingTest(ServiceTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        # The rows have no creator: only a token that sees everything lists them.
+        cls.service.token = cls.service.create_token("pager", "--scope", "all")
         # Terminated rows, so that no job runs. Every third row shares its created_at with two
         # others: the order (created_at DESC, id DESC) must break those ties by id.
         cls.db.query(f"""

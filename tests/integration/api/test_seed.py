@@ -201,7 +201,10 @@ class HttpieTest(ServiceTestCase):
         out = self.http("DELETE", f"{base}/instances/{inst['id']}")
         self.assertEqual(out.returncode, 0, out)
         self.assertEqual(json.loads(out.stdout)["state"], "terminating")
-        self.wait_state(inst["id"], "terminated", timeout=20)
+        # Read with the token that created it: another client token would not see it.
+        wait_until(lambda: self.service.request("GET", f"/instances/{inst['id']}", token=token)
+                   .json()["state"] == "terminated", 20, interval=0.2,
+                   what="the instance to be terminated")
 
         # The log shows the requests as authenticated by the token created for httpie, and
         # never the token itself.

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -115,7 +115,7 @@ check_eq "type job_kind has its labels" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
+  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_created_by_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_created_by_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_created_by_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -349,9 +349,11 @@ audit_trail|a column is missing|alter table audit_events drop column outcome
 cluster|the revocation NOTIFY trigger is missing|drop trigger tokens_notify_revoked on tokens
 cluster|the pacing function is missing|drop function take_call_slots(text, int, double precision, double precision)
 cluster|the nodes table is missing|drop table nodes
+token_scopes|the scope check is missing|alter table tokens drop constraint tokens_scope_check
+token_scopes|a scoped listing index is missing|drop index reservations_created_by_created_at_id_idx
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  statement_triggers token_roles audit_trail cluster; do
+  statement_triggers token_roles audit_trail cluster token_scopes; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
@@ -471,6 +473,23 @@ check "sqitch revert of reservations alone (with a reservation job in the queue)
 check_eq "job_kind is back to its two labels" "{create_instance,delete_instance}" \
   "$(q "select enum_range(null::public.job_kind)::text" 2>&1)"
 check "sqitch deploy of reservations again" cb_schema_deploy "$DATABASE_URL"
+
+echo "# token scopes"
+salt="decode(repeat('ab', 32), 'hex')"
+check "sqitch revert of token scopes alone" \
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to cluster
+check "a token made before scopes" \
+  q "insert into tokens (id, description, salt, hash) values (901, 'old', $salt, $salt)"
+check "sqitch deploy of token scopes again" cb_schema_deploy "$DATABASE_URL"
+check_eq "a token that existed before the change sees everything; a new one its own" "all own" \
+  "$(q "insert into tokens (id, description, salt, hash) values (902, 'new', $salt, $salt)" \
+       "select string_agg(scope, ' ' order by id) from tokens where id in (901, 902)" 2>&1)"
+check "sqitch revert of token scopes with an own token" \
+  _cb_sqitch revert -y --target "$(_cb_sqitch_target "$DATABASE_URL")" --to cluster
+check_eq "the own token is revoked rather than left seeing everything" "901:false 902:true" \
+  "$(q "select string_agg(id || ':' || (revoked_at is not null), ' ' order by id) from tokens
+        where id in (901, 902)" 2>&1)"
+check "sqitch deploy of token scopes once more" cb_schema_deploy "$DATABASE_URL"
 
 echo "# revert"
 check "sqitch revert -y (with rows in every table)" cb_schema_revert "$DATABASE_URL"

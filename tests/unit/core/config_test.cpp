@@ -150,6 +150,8 @@ TEST_F(config_test, defaults_with_only_a_database) {
   EXPECT_EQ(r->job_lease, 30s);
   EXPECT_EQ(r->shutdown_timeout, 20s);
   EXPECT_EQ(r->token_cache_ttl, 5min);
+  EXPECT_EQ(r->token_rate_limit, 0.0);  // no limit
+  EXPECT_EQ(r->token_rate_burst, 0u);
   EXPECT_EQ(r->job_max_attempts, 10u);
   EXPECT_EQ(r->threads, 2u);
   EXPECT_EQ(r->blocking_threads, 2u);
@@ -214,6 +216,8 @@ TEST_F(config_test, every_global_key_from_each_source) {
       {"node-name", "node-7"},
       {"db-prepared-statements", "false"},
       {"driver-heartbeat", "750ms"},
+      {"token-rate-limit", "12.5"},
+      {"token-rate-burst", "40"},
   };
   auto check = [](const service_config& c) {
     EXPECT_EQ(c.listen, "0.0.0.0:1");
@@ -237,6 +241,8 @@ TEST_F(config_test, every_global_key_from_each_source) {
     EXPECT_EQ(c.direct_url(), "pg://direct/b");
     EXPECT_EQ(c.node_name, "node-7");
     EXPECT_EQ(c.driver_heartbeat, 750ms);
+    EXPECT_EQ(c.token_rate_limit, 12.5);
+    EXPECT_EQ(c.token_rate_burst, 40u);
   };
   {  // flags
     std::vector<std::string> args;
@@ -348,6 +354,17 @@ TEST_F(config_test, bad_duration_is_named) {
   expect_error_naming("shutdown-timeout = 1.5s\n", "shutdown-timeout");
   expect_error_naming("token-cache-ttl = 99999999999d\n", "token-cache-ttl");
   expect_error_naming("driver-heartbeat = 10ms\n", "driver-heartbeat");
+}
+
+TEST_F(config_test, bad_token_rate_limits_are_named) {
+  expect_error_naming("token-rate-limit = 0\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = -3\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = fast\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = 50/s\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = nan\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = 2000000\n", "token-rate-limit");
+  expect_error_naming("token-rate-limit = 5\ntoken-rate-burst = 0\n", "token-rate-burst");
+  expect_error_naming("token-rate-burst = 10\n", "token-rate-burst");  // without a rate
 }
 
 TEST_F(config_test, bad_number_is_named) {
@@ -647,6 +664,8 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
       {"job-max-attempts", "7"},
       {"shutdown-timeout", "7s"},
       {"token-cache-ttl", "7s"},
+      {"token-rate-limit", "7"},
+      {"token-rate-burst", "7"},
       {"driver-heartbeat", "7s"},
       {"threads", "7"},
       {"blocking-threads", "7"},
@@ -677,6 +696,7 @@ TEST_F(config_test, changed_settings_names_each_key_that_differs) {
   // them, and the key under test takes its other value.
   const std::map<std::string, std::string> base_values{{"database-url", "postgresql://here/db"},
                                                        {"currency", "USD"},
+                                                       {"token-rate-limit", "5"},
                                                        {"tls-cert", "/etc/cloudbrain/a.crt"},
                                                        {"tls-key", "/etc/cloudbrain/a.key"}};
   const auto args_of = [](const std::map<std::string, std::string>& values) {
