@@ -238,6 +238,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
   const std::string owner = process_owner_id();
   instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
+  meter.watch("instance_creates", store.create_counters());
+  meter.watch("instance_reads", store.read_counters());
+  meter.watch("instance_deletes", store.delete_counters());
   reservation_store reservations(pool, cfg->job_max_attempts);
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
@@ -257,6 +260,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
   auto routes = std::make_shared<net::router>();
   audit_log audit(ioc.get_executor(), pool);
+  meter.watch("audit_records", audit.counters());
   api http_api(*cfg, store, reservations, audit, sets, auth, status, registry);
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
