@@ -154,23 +154,37 @@ struct list_statements {
 
 const list_statements list_statement_set;
 
-const std::string delete_sql = sql_with_json(R"(
-WITH upd AS (
+// Group commit of deletes: the instances of a batch that may still be deleted become
+// terminating, each with a delete job (unless one is queued or running already), in one
+// statement. Rows are locked in id order first, so that two batches holding the same ids cannot
+// deadlock; the lock also reads each row as it is committed, a concurrent delete's change
+// included, where the statement's snapshot may be older. Each id comes back once: as the UPDATE
+// left it, or, when it was terminating or terminated already, as locked; an unknown id does not
+// come back, nor does one that no caller of the batch may see: $1 and $2 are pairs of an id and
+// the creator its caller is confined to (NULL: any), and the creator is the last column, for
+// each caller's own check.
+const std::string delete_batch_sql = R"(
+WITH input AS (
+  SELECT DISTINCT q.id FROM unnest($1::uuid[], $2::bigint[]) AS q(id, owner)
+  JOIN instances v ON v.id = q.id AND (q.owner IS NULL OR v.created_by = q.owner)),
+locked AS (
+  SELECT i.* FROM instances i WHERE i.id IN (SELECT id FROM input) ORDER BY i.id FOR UPDATE),
+upd AS (
   UPDATE instances i SET state = 'terminating', delete_requested = true
-  WHERE i.id = $1::uuid AND i.state IN ('creating', 'starting', 'running', 'errored')
-    AND ($3::bigint IS NULL OR i.created_by = $3::bigint)
+  FROM locked l
+  WHERE i.id = l.id AND i.state IN ('creating', 'starting', 'running', 'errored')
   RETURNING i.*),
 j AS (
   INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
-  SELECT 'delete_instance', id, provider, $2, 2147483647 FROM upd
-  ON CONFLICT (instance_id, kind) WHERE state IN ('queued', 'running') DO NOTHING
-  RETURNING 1)
-SELECT (SELECT )",
-                                             R"(::text FROM upd i),
-       (SELECT )") + instance_json_sql +
-                               R"(::text FROM instances i
-        WHERE i.id = $1::uuid AND ($3::bigint IS NULL OR i.created_by = $3::bigint)),
-       (SELECT count(*) FROM j))";
+  SELECT 'delete_instance', u.id, u.provider, 'delete-' || u.id, 2147483647 FROM upd u
+  ORDER BY u.id
+  ON CONFLICT (instance_id, kind) WHERE state IN ('queued', 'running') DO NOTHING)
+SELECT )" + std::string(instance_columns_sql) +
+                                     R"(, i.created_by FROM upd i
+UNION ALL
+SELECT )" + std::string(instance_columns_sql) +
+                                     R"(, i.created_by FROM locked i
+WHERE i.id NOT IN (SELECT id FROM upd))";
 
 const char* const claim_sql = R"(
 WITH claimed AS (
@@ -306,7 +320,7 @@ VALUES ((SELECT id FROM instances WHERE id = $1::uuid), NULL, 'terminated', $4,
 const pg::statement stmt_instance_create{"instance_create", create_sql};
 const pg::statement stmt_instance_create_batch{"instance_create_batch", create_batch_sql};
 const pg::statement stmt_instance_get_many{"instance_get_many", get_many_sql};
-const pg::statement stmt_instance_delete{"instance_delete", delete_sql};
+const pg::statement stmt_instance_delete_batch{"instance_delete_batch", delete_batch_sql};
 const pg::statement stmt_job_claim{"job_claim", claim_sql};
 const pg::statement stmt_job_renew{"job_renew", renew_sql};
 const pg::statement stmt_job_succeed{"job_succeed", succeed_sql};
@@ -420,8 +434,10 @@ instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::st
           ex, "instance creates", batching.creates,
           [this](std::vector<create_item>& items, deadline dl) { return insert_batch(items, dl); }),
       reads_(ex, "instance reads", batching.reads,
-             [this](std::vector<read_item>& items, deadline dl) { return read_batch(items, dl); }) {
-}
+             [this](std::vector<read_item>& items, deadline dl) { return read_batch(items, dl); }),
+      deletes_(
+          ex, "instance deletes", batching.deletes,
+          [this](std::vector<read_item>& items, deadline dl) { return delete_batch(items, dl); }) {}
 
 asio::awaitable<result<created_instance>> instance_store::create(
     const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
@@ -727,14 +743,87 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
 
 asio::awaitable<result<std::string>> instance_store::request_delete(
     const std::string& id, std::optional<std::int64_t> owner) {
-  const params query_args_6{
-      id, "delete-" + id,
-      owner ? std::optional<std::string>(std::to_string(*owner)) : std::optional<std::string>()};
-  auto r = co_await pool_.execute(stmt_instance_delete, query_args_6);
+  auto deleting = deletes_.submit(read_item{id, owner}, after(pool_.config().query_timeout));
+  auto body = co_await std::move(deleting);
+  if (!body) co_return body.error();
+  if (!*body) co_return fail(errc::not_found, "no instance " + id);
+  co_return std::move(**body);
+}
+
+asio::awaitable<std::vector<result<instance_store::read_result>>> instance_store::delete_batch(
+    std::vector<read_item>& items, deadline dl) {
+  std::vector<result<read_result>> out(items.size());
+  auto deleting = delete_part(items, dl, out);
+  co_await std::move(deleting);
+  co_return out;
+}
+
+asio::awaitable<void> instance_store::delete_part(std::span<const read_item> items, deadline dl,
+                                                  std::span<result<read_result>> out) {
+  auto r = co_await delete_rows(items, dl);
+  // The rows are locked in order, but a job's own statements lock one row each, in any order
+  // with ours: the one PostgreSQL chose to fail goes again, once.
+  if (!r && (r.error().is(errc::db_deadlock) || r.error().is(errc::db_serialization_failure))) {
+    r = co_await delete_rows(items, dl);
+  }
+  if (r) {
+    std::move(r->begin(), r->end(), out.begin());
+    co_return;
+  }
+  // A refusal that one row may have caused (a constraint of its job, a value out of range):
+  // the halves go again apart, so that only that row's delete fails.
+  const auto& e = r.error();
+  const bool row_caused = e.is(errc::db_unique_violation) || e.is(errc::db_check_violation) ||
+                          e.is(errc::db_foreign_key_violation) || e.is(errc::db_data_exception) ||
+                          e.is(errc::invalid_argument);
+  if (row_caused && items.size() > 1) {
+    const std::size_t half = items.size() / 2;
+    auto first = delete_part(items.first(half), dl, out.first(half));
+    co_await std::move(first);
+    auto second = delete_part(items.subspan(half), dl, out.subspan(half));
+    co_await std::move(second);
+    co_return;
+  }
+  for (auto& o : out) o = e;
+}
+
+asio::awaitable<result<std::vector<instance_store::read_result>>> instance_store::delete_rows(
+    std::span<const read_item> items, deadline dl) {
+  std::vector<std::string> ids;
+  std::vector<std::optional<std::string>> owners;
+  ids.reserve(items.size());
+  owners.reserve(items.size());
+  for (const auto& item : items) {
+    ids.push_back(item.id);
+    owners.push_back(item.owner ? std::optional<std::string>(std::to_string(*item.owner))
+                                : std::nullopt);
+  }
+  const params args{pg::text_array(ids), pg::text_array(owners)};
+  auto r = co_await pool_.execute(stmt_instance_delete_batch, args, dl);
   if (!r) co_return r.error();
-  if (!r->is_null(0, 0)) co_return std::string(r->text(0, 0));
-  if (!r->is_null(0, 1)) co_return std::string(r->text(0, 1));
-  co_return fail(errc::not_found, "no instance " + id);
+  // Rows come back in no promised order, once per distinct id that some caller of the batch may
+  // see: match them by id, and each caller to the row's creator.
+  std::unordered_map<std::string_view, int> found;
+  found.reserve(r->size());
+  for (int row = 0; row < static_cast<int>(r->size()); ++row) found.emplace(r->text(row, 0), row);
+  std::vector<read_result> out;
+  out.reserve(items.size());
+  for (const auto& item : items) {
+    const auto it = found.find(item.id);
+    const bool visible =
+        it != found.end() &&
+        (!item.owner || (!r->is_null(it->second, instance_columns) &&
+                         r->text(it->second, instance_columns) == std::to_string(*item.owner)));
+    if (!visible) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    std::string body;
+    auto rendered = append_instance_json(body, *r, it->second);
+    if (!rendered) co_return rendered.error();
+    out.emplace_back(std::move(body));
+  }
+  co_return out;
 }
 
 asio::awaitable<result<std::vector<job>>> instance_store::claim(const std::string& provider,

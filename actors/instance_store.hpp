@@ -96,6 +96,8 @@ struct instance_batching {
   batch_limits creates{.max_batch = 256, .max_queued = 8192, .max_in_flight = 2};
   // Concurrent GET /instances/:id share one `id = ANY($1)` query.
   batch_limits reads{.max_batch = 256, .max_queued = 8192, .max_in_flight = 2};
+  // Concurrent DELETE /instances/:id share one statement and one commit, as creates do.
+  batch_limits deletes{.max_batch = 256, .max_queued = 8192, .max_in_flight = 2};
 };
 
 // The SQL of instances and jobs. Every state change is conditional on the state it expects;
@@ -122,8 +124,17 @@ class instance_store {
   boost::asio::awaitable<result<std::string>> get_json(const std::string& id,
                                                        std::optional<std::int64_t> owner);
   boost::asio::awaitable<result<list_page>> list(const list_filter& f);
+  // The instance as it is once the delete is committed (terminating, or as it was if it was
+  // terminating or terminated already); not_found when there is no such instance, or when
+  // `owner` (the caller's scope) did not create it. Deletes that arrive together share one
+  // statement and one commit.
   boost::asio::awaitable<result<std::string>> request_delete(const std::string& id,
                                                              std::optional<std::int64_t> owner);
+
+  // The batch queues' figures, for /metrics.
+  [[nodiscard]] const batch_counters& create_counters() const { return creates_.counters(); }
+  [[nodiscard]] const batch_counters& read_counters() const { return reads_.counters(); }
+  [[nodiscard]] const batch_counters& delete_counters() const { return deletes_.counters(); }
 
   // Jobs, for the scheduler.
   // At most `max` of the provider's due jobs, and no more than leave `cluster_max` running
@@ -220,12 +231,19 @@ class instance_store {
       std::span<const create_item> items, deadline dl);
   boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<read_item>& items,
                                                                       deadline dl);
+  boost::asio::awaitable<std::vector<result<read_result>>> delete_batch(
+      std::vector<read_item>& items, deadline dl);
+  boost::asio::awaitable<void> delete_part(std::span<const read_item> items, deadline dl,
+                                           std::span<result<read_result>> out);
+  boost::asio::awaitable<result<std::vector<read_result>>> delete_rows(
+      std::span<const read_item> items, deadline dl);
 
   pg::pool& pool_;
   std::string owner_;
   unsigned max_attempts_;
   batch_queue<create_item, create_result> creates_;
   batch_queue<read_item, read_result> reads_;
+  batch_queue<read_item, read_result> deletes_;
 };
 
 // The SQL expression that renders an instance row `i` as API JSON.

@@ -239,6 +239,9 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
   const std::string owner = process_owner_id();
   instance_store store(ioc.get_executor(), pool, owner, cfg->job_max_attempts);
+  meter.watch("instance_creates", store.create_counters());
+  meter.watch("instance_reads", store.read_counters());
+  meter.watch("instance_deletes", store.delete_counters());
   reservation_store reservations(pool, cfg->job_max_attempts);
   reservation_set_store sets(pool, cfg->job_max_attempts);
   reservation_set_reconciler set_reconciler(ioc.get_executor(), sets, set_reconcile_interval);
@@ -258,6 +261,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
 
   auto routes = std::make_shared<net::router>();
   audit_log audit(ioc.get_executor(), pool);
+  meter.watch("audit_records", audit.counters());
   // token-rate-limit: per process (each node of a cluster counts its own requests).
   std::unique_ptr<token_rate_limiter> limiter;
   if (cfg->token_rate_limit > 0) {

@@ -1,5 +1,6 @@
 #include "actors/service_metrics.hpp"
 
+#include "core/batch_queue.hpp"
 #include "core/log.hpp"
 #include "net/problem.hpp"
 
@@ -20,6 +21,10 @@ const std::vector<double> http_buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
                                        0.25,  0.5,    1,     2.5,  5,     10};
 const std::vector<double> cloud_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                         1,     2.5,  5,     10,   30,  60,   120};
+// Items in a batch: the powers of two of batch_counters::sizes.
+const std::vector<double> batch_size_buckets{1, 2, 4, 8, 16, 32, 64, 128, 256};
+static_assert(batch_counters::size_buckets == 10, "one bound per bucket of batch_counters, +Inf");
+
 const std::vector<double> db_buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                      0.1,    0.25,  0.5,    1,     2.5,  5};
 
@@ -333,6 +338,27 @@ service_metrics::service_metrics(std::string_view version, blocking_pool& blocki
       call_slots_late_(registry_.add_counter(
           "cloudbrain_provider_call_slots_late_total",
           "Call slots this node gave up because it could not use them in time.", {"provider"})),
+      batches_(registry_.add_counter(
+          "cloudbrain_batch_queue_batches_total",
+          "Batches run by a group-commit queue (one statement and one commit each), by queue.",
+          {"queue"})),
+      batch_items_(registry_.add_counter(
+          "cloudbrain_batch_queue_items_total",
+          "Requests that a group-commit queue put in a batch, by queue (divided by the batches: "
+          "the mean batch size).",
+          {"queue"})),
+      batch_refused_(registry_.add_counter(
+          "cloudbrain_batch_queue_refused_total",
+          "Requests refused at once because the queue was full (503 with Retry-After), by queue.",
+          {"queue"})),
+      batch_expired_(registry_.add_counter(
+          "cloudbrain_batch_queue_expired_total",
+          "Requests whose deadline passed while they waited for a batch, by queue.", {"queue"})),
+      batch_waiting_(registry_.add_gauge("cloudbrain_batch_queue_waiting",
+                                         "Requests waiting for a batch now, by queue.", {"queue"})),
+      batch_sizes_(registry_.add_histogram("cloudbrain_batch_queue_batch_size",
+                                           "Requests per batch, by queue.", {"queue"},
+                                           batch_size_buckets)),
       set_passes_(registry_
                       .add_counter("cloudbrain_reservation_set_passes_total",
                                    "Passes of this process's reservation set reconciliation.")
@@ -420,6 +446,18 @@ std::vector<provider_actor*> service_metrics::watched() const {
 
 void service_metrics::watch(const set_reconcile_stats& sets) { set_stats_ = &sets; }
 
+void service_metrics::watch(std::string queue, const batch_counters& counters) {
+  // Every series from the start, at 0.
+  batches_.with({queue});
+  batch_items_.with({queue});
+  batch_refused_.with({queue});
+  batch_expired_.with({queue});
+  batch_waiting_.with({queue}).set(0);
+  batch_sizes_.with({queue});
+  const std::lock_guard lock(queues_mutex_);
+  queues_.emplace_back(std::move(queue), &counters);
+}
+
 void service_metrics::watch(const cluster_node& node, const cluster_store& cluster) {
   node_ = &node;
   cluster_ = &cluster;
@@ -494,6 +532,25 @@ void service_metrics::collect() {
     db_queries_.mirror(static_cast<double>(s.queries));
     db_errors_.mirror(static_cast<double>(s.errors));
     db_timeouts_.mirror(static_cast<double>(s.timeouts));
+  }
+  {
+    const std::lock_guard lock(queues_mutex_);
+    for (const auto& [queue, c] : queues_) {
+      const std::string_view label = queue;
+      // Items first: a scrape never shows more batches than their items can fill.
+      const auto items = c->items.load(std::memory_order_relaxed);
+      std::array<std::uint64_t, batch_counters::size_buckets> sizes{};
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        sizes[i] = c->sizes[i].load(std::memory_order_relaxed);
+      }
+      batches_.with({label}).mirror(static_cast<double>(c->batches.load()));
+      batch_items_.with({label}).mirror(static_cast<double>(items));
+      batch_refused_.with({label}).mirror(static_cast<double>(c->refused.load()));
+      batch_expired_.with({label}).mirror(static_cast<double>(c->expired.load()));
+      batch_waiting_.with({label}).set(
+          static_cast<double>(std::max<std::int64_t>(c->queued.load(), 0)));
+      batch_sizes_.with({label}).mirror(sizes, static_cast<double>(items));
+    }
   }
   if (set_stats_ != nullptr) {
     set_passes_.mirror(static_cast<double>(set_stats_->passes.load()));

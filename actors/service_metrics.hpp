@@ -25,6 +25,8 @@
 
 namespace cloudbrain {
 
+struct batch_counters;
+
 // What the process itself uses, from /proc/self (read on the blocking pool).
 struct process_figures {
   bool ok = false;
@@ -69,6 +71,9 @@ class service_metrics {
   void watch(pg::pool& pool);
   void watch(provider_actor& p);
   void watch(const set_reconcile_stats& sets);
+  // A batch queue (group commit), under `queue` in the label of the same name; it must outlive
+  // this object's scrapes.
+  void watch(std::string queue, const batch_counters& counters);
   // This node in its cluster, and the roles it may hold (of every provider, a reload's too).
   void watch(const cluster_node& node, const cluster_store& cluster);
   // `roles` lists them (provider_set::roles), from any thread.
@@ -155,6 +160,15 @@ class service_metrics {
   const cluster_store* cluster_ = nullptr;
   std::function<std::vector<const leadership*>()> roles_;
   std::set<std::tuple<std::string, std::string, std::string>> leader_series_;  // refresh only
+  // Batch queues
+  metrics::family<metrics::counter>& batches_;
+  metrics::family<metrics::counter>& batch_items_;
+  metrics::family<metrics::counter>& batch_refused_;
+  metrics::family<metrics::counter>& batch_expired_;
+  metrics::family<metrics::gauge>& batch_waiting_;
+  metrics::family<metrics::histogram>& batch_sizes_;
+  std::vector<std::pair<std::string, const batch_counters*>> queues_;  // guarded by queues_mutex_
+  mutable std::mutex queues_mutex_;
   // Reservation sets
   metrics::counter& set_passes_;
   metrics::counter& set_pass_failures_;

@@ -15,7 +15,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -35,11 +37,20 @@ struct batch_limits {
 
 // What a batch_queue counts; read from any thread.
 struct batch_counters {
+  // Batch sizes by power of two: sizes[i] counts batches of at most 2^i items (and more than
+  // 2^(i-1)); the last one, those larger than 2^(size_buckets - 2).
+  static constexpr std::size_t size_buckets = 10;
+  [[nodiscard]] static constexpr std::size_t size_bucket(std::size_t items) noexcept {
+    return std::min<std::size_t>(static_cast<std::size_t>(std::bit_width(items - 1)),
+                                 size_buckets - 1);
+  }
+
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> items{0};
   std::atomic<std::uint64_t> refused{0};  // the queue was full
   std::atomic<std::uint64_t> expired{0};  // the item's deadline passed before its batch began
   std::atomic<std::int64_t> queued{0};
+  std::array<std::atomic<std::uint64_t>, size_buckets> sizes{};
 };
 
 // Gathers what concurrent callers submit into batches run by one function: group commit. A
@@ -156,6 +167,8 @@ class batch_queue {
       }
       self->counters.batches.fetch_add(1, std::memory_order_relaxed);
       self->counters.items.fetch_add(items.size(), std::memory_order_relaxed);
+      self->counters.sizes[batch_counters::size_bucket(items.size())].fetch_add(
+          1, std::memory_order_relaxed);
       std::optional<results> out;
       try {
         auto running = self->run(items, earliest);

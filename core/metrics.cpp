@@ -124,6 +124,16 @@ void histogram::observe(double v) noexcept {
   sum_.fetch_add(v, std::memory_order_relaxed);
 }
 
+void histogram::mirror(std::span<const std::uint64_t> per_bucket, double sum) {
+  if (per_bucket.size() != bounds_.size() + 1) {
+    throw std::invalid_argument("a mirrored histogram needs one count per bucket and +Inf");
+  }
+  for (std::size_t i = 0; i < per_bucket.size(); ++i) {
+    buckets_[i].store(per_bucket[i], std::memory_order_relaxed);
+  }
+  sum_.store(sum, std::memory_order_relaxed);
+}
+
 histogram::snapshot histogram::read() const {
   snapshot s;
   s.cumulative.reserve(bounds_.size() + 1);

@@ -52,6 +52,10 @@ class histogram {
   explicit histogram(std::span<const double> bounds);
 
   void observe(double v) noexcept;
+  // For observations counted elsewhere (a queue's atomics) and copied in when collecting:
+  // `per_bucket` holds one count per bound and one for +Inf, not cumulative, none of them ever
+  // decreasing. Anything of another size is a programming error: std::invalid_argument.
+  void mirror(std::span<const std::uint64_t> per_bucket, double sum);
 
   struct snapshot {
     std::vector<std::uint64_t> cumulative;  // per bound, then +Inf (== count)

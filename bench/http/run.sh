@@ -14,6 +14,7 @@
 #
 #   bash bench/http/run.sh [ROUNDS=3] [SECONDS=5] [CONNECTIONS=64]
 #   CLOUDBRAIN_BENCH_MILLION=0   skip the 1M-row listing (it loads 900k more rows, ~1 min)
+#   CLOUDBRAIN_BENCH_RSS=0       skip the five RSS rounds (for comparing the ratios alone)
 #   CLOUDBRAIN_BENCH_BIN=PATH    measure this binary instead of building build/release
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -181,20 +182,22 @@ for ((round = 1; round <= rounds; round++)); do
   echo " RSS $(rss_kb) kB)"
 done
 
-echo
-echo "== RSS across five load rounds (POST, GET, list; ${seconds}s each) with" \
-  "$(cb_psql -At -c "SELECT count(*) FROM instances") instances"
 rss=()
 vms=()
-for ((round = 1; round <= 5; round++)); do
-  wrk_run post_instance.lua "$connections" >/dev/null
-  wrk_run get_instance.lua "$connections" >/dev/null
-  wrk_run list_instances.lua "$list_connections" >/dev/null
-  rss+=("$(rss_kb)")
-  vms+=("$(fake_vms)")
-done
-echo "RSS after each round (kB): ${rss[*]}; peak while loaded: $(hwm_kb) kB"
-echo "VMs the fake cloud holds after each round (in the RSS too): ${vms[*]}"
+if [[ ${CLOUDBRAIN_BENCH_RSS:-1} != 0 ]]; then
+  echo
+  echo "== RSS across five load rounds (POST, GET, list; ${seconds}s each) with" \
+    "$(cb_psql -At -c "SELECT count(*) FROM instances") instances"
+  for ((round = 1; round <= 5; round++)); do
+    wrk_run post_instance.lua "$connections" >/dev/null
+    wrk_run get_instance.lua "$connections" >/dev/null
+    wrk_run list_instances.lua "$list_connections" >/dev/null
+    rss+=("$(rss_kb)")
+    vms+=("$(fake_vms)")
+  done
+  echo "RSS after each round (kB): ${rss[*]}; peak while loaded: $(hwm_kb) kB"
+  echo "VMs the fake cloud holds after each round (in the RSS too): ${vms[*]}"
+fi
 
 list_1m=skipped
 if [[ ${CLOUDBRAIN_BENCH_MILLION:-1} != 0 ]]; then
@@ -210,7 +213,11 @@ echo "POST /instances / pgbench INSERT:  $(summary "${post_ratios[@]}")   target
 echo "GET /instances/:id / GET /livez:   $(summary "${get_ratios[@]}")   target >= 0.5"
 echo "GET /instances p99, 8 connections: 10k rows $list_10k; 100k $list_100k; 1M $list_1m" \
   "  target < 10 ms, flat"
-echo "RSS: $(((rss[4] + 1023) / 1024)) MB after round 5, peak $((($(hwm_kb) + 1023) / 1024)) MB," \
-  "growth round 1 -> 5: $(((rss[4] - rss[0]) / 1024)) MB while the fake's VMs went" \
-  "${vms[0]} -> ${vms[4]}   target < 64 MB, no growth"
+if ((${#rss[@]} == 5)); then
+  echo "RSS: $(((rss[4] + 1023) / 1024)) MB after round 5, peak $((($(hwm_kb) + 1023) / 1024))" \
+    "MB, growth round 1 -> 5: $(((rss[4] - rss[0]) / 1024)) MB while the fake's VMs went" \
+    "${vms[0]} -> ${vms[4]}   target < 64 MB, no growth"
+else
+  echo "RSS: skipped"
+fi
 echo "== load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -26,7 +26,8 @@
 # CB_SCHEMA_DIR (default: this repository's schema/) and CB_PG_BIN may be set before sourcing.
 #
 # Emptying the tables between tests: instance_events refuses UPDATE/DELETE/TRUNCATE (also through
-# TRUNCATE ... CASCADE), so as the superuser `cloudbrain` do it with triggers off:
+# TRUNCATE ... CASCADE) and instances refuse DELETE/TRUNCATE, so as the superuser `cloudbrain` do
+# it with triggers off:
 #   begin; set local session_replication_role = replica;
 #   truncate tokens, instances, instance_events, idempotency_keys, jobs restart identity; commit;
 

@@ -161,6 +161,32 @@ class Metrics(ServiceTestCase):
         self.assertGreaterEqual(value(after, "cloudbrain_db_connections", state="idle")
                                 + value(after, "cloudbrain_db_connections", state="in_use"), 1)
 
+        # The group-commit queues: the creates and deletes above went through theirs.
+        queues = ("instance_creates", "instance_reads", "instance_deletes", "audit_records")
+        for q in queues:
+            for name in ("cloudbrain_batch_queue_batches_total",
+                         "cloudbrain_batch_queue_items_total",
+                         "cloudbrain_batch_queue_refused_total",
+                         "cloudbrain_batch_queue_expired_total"):
+                self.assertEqual(types[name], "counter", name)
+                self.assertIn((name, frozenset({("queue", q)})), after, (name, q))
+            self.assertEqual(value(after, "cloudbrain_batch_queue_waiting", queue=q), 0, q)
+            # Sizes: one observation per batch, items summed.
+            self.assertEqual(value(after, "cloudbrain_batch_queue_batch_size_count", queue=q),
+                             value(after, "cloudbrain_batch_queue_batches_total", queue=q), q)
+            self.assertEqual(value(after, "cloudbrain_batch_queue_batch_size_sum", queue=q),
+                             value(after, "cloudbrain_batch_queue_items_total", queue=q), q)
+        self.assertEqual(types["cloudbrain_batch_queue_batch_size"], "histogram")
+        self.assertEqual(grown("cloudbrain_batch_queue_items_total", queue="instance_creates"), n)
+        self.assertEqual(grown("cloudbrain_batch_queue_items_total", queue="instance_deletes"), n)
+        self.assertGreaterEqual(grown("cloudbrain_batch_queue_batches_total",
+                                      queue="instance_deletes"), 1)
+        # Every POST and DELETE of this test is audited through its queue.
+        self.assertGreaterEqual(grown("cloudbrain_batch_queue_items_total", queue="audit_records"),
+                                2 * n)
+        self.assertGreaterEqual(grown("cloudbrain_batch_queue_items_total", queue="instance_reads"),
+                                n + 1)
+
         # Build and process.
         builds = [labels for (name, labels) in after if name == "cloudbrain_build_info"]
         self.assertEqual(len(builds), 1)

@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes lean_creates" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -222,8 +222,10 @@ check_fails "DELETE of an event fails" "55000.*instance_events is append-only" \
   q "delete from instance_events where instance_id = '$i1'"
 check_fails "TRUNCATE of instance_events fails" "55000.*instance_events is append-only" \
   q "truncate instance_events"
-check_fails "TRUNCATE instances CASCADE fails too" "55000.*instance_events is append-only" \
+check_fails "TRUNCATE instances CASCADE fails too" "55000.*instances are never deleted" \
   q "truncate instances cascade"
+check_fails "DELETE of an instance fails" "55000.*instances are never deleted" \
+  q "delete from instances where id = '$i1'"
 check_eq "the events are all still there" "6" "$(q "select count(*) from instance_events" 2>&1)"
 
 # ---------------------------------------------------------------------------------------------
@@ -351,9 +353,12 @@ cluster|the pacing function is missing|drop function take_call_slots(text, int, 
 cluster|the nodes table is missing|drop table nodes
 token_scopes|the scope check is missing|alter table tokens drop constraint tokens_scope_check
 token_scopes|a scoped listing index is missing|drop index reservations_created_by_created_at_id_idx
+lean_creates|the DELETE guard is missing|drop trigger instances_never_deleted on instances
+lean_creates|the TRUNCATE guard is missing|drop trigger instances_never_truncated on instances
+lean_creates|a foreign key to instances is back|alter table jobs add foreign key (instance_id) references instances (id)
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  statement_triggers token_roles audit_trail cluster token_scopes; do
+  statement_triggers token_roles audit_trail cluster token_scopes lean_creates; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done

@@ -97,6 +97,26 @@ TEST(batch_queue, every_caller_gets_its_own_answer_and_concurrent_ones_share_bat
   EXPECT_LE(rec.most_running, 2u);
   EXPECT_EQ(q.counters().items.load(), 1000u);
   EXPECT_EQ(q.counters().queued.load(), 0);
+  // Every batch counted once by its size.
+  std::vector<std::uint64_t> by_size(batch_counters::size_buckets);
+  for (const auto& b : rec.batches) ++by_size[batch_counters::size_bucket(b.size())];
+  std::uint64_t counted = 0;
+  for (std::size_t i = 0; i < by_size.size(); ++i) {
+    EXPECT_EQ(q.counters().sizes[i].load(), by_size[i]) << "bucket " << i;
+    counted += q.counters().sizes[i].load();
+  }
+  EXPECT_EQ(counted, q.counters().batches.load());
+}
+
+TEST(batch_queue, batch_sizes_fall_in_power_of_two_buckets) {
+  EXPECT_EQ(batch_counters::size_bucket(1), 0u);
+  EXPECT_EQ(batch_counters::size_bucket(2), 1u);
+  EXPECT_EQ(batch_counters::size_bucket(3), 2u);
+  EXPECT_EQ(batch_counters::size_bucket(4), 2u);
+  EXPECT_EQ(batch_counters::size_bucket(5), 3u);
+  EXPECT_EQ(batch_counters::size_bucket(256), 8u);
+  EXPECT_EQ(batch_counters::size_bucket(257), 9u);
+  EXPECT_EQ(batch_counters::size_bucket(100000), 9u);
 }
 
 TEST(batch_queue, a_lone_item_goes_at_once_alone) {

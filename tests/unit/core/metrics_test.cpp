@@ -69,6 +69,27 @@ TEST(metrics, histogram_buckets_are_cumulative_with_sum_count_and_inf) {
             "cloudbrain_wait_seconds_count{op=\"get\"} 6\n");
 }
 
+TEST(metrics, a_mirrored_histogram_renders_the_counts_it_was_given) {
+  registry r;
+  auto& h = r.add_histogram("cloudbrain_batch_size", "Sizes.", {"queue"}, {1, 2, 4});
+  auto& q = h.with({"creates"});
+  const std::uint64_t first[] = {3, 0, 2, 1};  // per bucket, then +Inf
+  q.mirror(first, 20);
+  const std::uint64_t later[] = {4, 1, 2, 1};
+  q.mirror(later, 23);
+  EXPECT_EQ(r.expose(),
+            "# HELP cloudbrain_batch_size Sizes.\n"
+            "# TYPE cloudbrain_batch_size histogram\n"
+            "cloudbrain_batch_size_bucket{queue=\"creates\",le=\"1\"} 4\n"
+            "cloudbrain_batch_size_bucket{queue=\"creates\",le=\"2\"} 5\n"
+            "cloudbrain_batch_size_bucket{queue=\"creates\",le=\"4\"} 7\n"
+            "cloudbrain_batch_size_bucket{queue=\"creates\",le=\"+Inf\"} 8\n"
+            "cloudbrain_batch_size_sum{queue=\"creates\"} 23\n"
+            "cloudbrain_batch_size_count{queue=\"creates\"} 8\n");
+  const std::uint64_t short_counts[] = {1, 2, 3};
+  EXPECT_THROW(q.mirror(short_counts, 6), std::invalid_argument);
+}
+
 TEST(metrics, histogram_sum_and_count_carry_the_labels) {
   registry r;
   auto& h = r.add_histogram("cloudbrain_op_seconds", "Ops.", {"op"}, {1});
