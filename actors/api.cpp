@@ -60,6 +60,10 @@ void api::install(net::router& r) {
   r.add(http::verb::get, "/providers", authenticated(&api::list_providers), "providers.list");
   r.add(http::verb::get, "/audit", authenticated(&api::read_audit, token_role::admin),
         "audit.read");
+  if (cluster_ != nullptr) {
+    r.add(http::verb::get, "/nodes", authenticated(&api::list_nodes, token_role::admin),
+          "nodes.list");
+  }
   install_tokens(r);
   install_reservations(r);
   install_reservation_sets(r);
@@ -69,8 +73,8 @@ void api::install(net::router& r) {
 
 void api::install_admin(net::router& r) {
   install_operations(r);
-  // Admin only: the admin listener is the operators' address (no token there, like /metrics)
-  // until tokens carry roles.
+  // The admin listener is the operators' address: no token there, like /metrics. On `listen`,
+  // GET /nodes needs an admin token.
   if (cluster_ != nullptr) {
     r.add(
         http::verb::get, "/nodes",

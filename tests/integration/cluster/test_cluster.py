@@ -310,8 +310,14 @@ class NodesAndRoles(unittest.TestCase):
         for provider in ("gce", "other"):
             for role in ("reconciler", "janitor"):
                 cluster.wait_leader(provider, role)
-        # Admin only: on the admin listener, not on the API's.
-        self.assertEqual(cluster.nodes[2].request("GET", "/nodes").status, 404)
+        # Admin only: on the admin listener without a token, on the API's with an admin token.
+        r = cluster.nodes[2].request("GET", "/nodes")
+        self.assertEqual((r.status, r.json()["code"]), (403, "role_not_allowed"))
+        admin = cluster.nodes[2].create_token("operator", "--role", "admin")
+        r = cluster.nodes[2].request("GET", "/nodes", token=admin)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(sorted(n["name"] for n in r.json()["nodes"]),
+                         ["node-1", "node-2", "node-3"])
         body = cluster.list_nodes(via=cluster.nodes[2])
         self.assertEqual(body["node"], "node-3")
         nodes = {n["name"]: n for n in body["nodes"]}
@@ -423,8 +429,8 @@ class ThreeNodeExample(unittest.TestCase):
         spread = [a - b for a, b in zip(answered(), before)]
         self.assertEqual(sum(spread), 9, spread)
         self.assertTrue(all(n >= 1 for n in spread), spread)
-        # GET /nodes on a node's admin listener; HAProxy does not expose it.
-        self.assertEqual(front.request("GET", "/nodes", token=token).status, 404)
+        # GET /nodes on a node's admin listener, or through HAProxy with an admin token only.
+        self.assertEqual(front.request("GET", "/nodes", token=token).status, 403)
         body = nodes[1].request("GET", "/nodes", admin=True).json()
         self.assertEqual(body["node"], "node-2")
         self.assertEqual([(n["name"], n["state"], n["address"]) for n in body["nodes"]],
