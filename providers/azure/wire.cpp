@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 
 namespace cloudbrain::providers::azure {
@@ -69,7 +70,12 @@ std::optional<long long> int_of(const json::value* v) {
   if (v->is_int64()) return v->get_int64();
   if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
     return static_cast<long long>(v->get_uint64());
-  if (v->is_double()) return static_cast<long long>(v->get_double());
+  if (v->is_double()) {
+    // A whole number that fits; 1e300 (or NaN) is no count of anything.
+    const double d = v->get_double();
+    if (!(d >= -0x1p63 && d < 0x1p63) || d != std::trunc(d)) return std::nullopt;
+    return static_cast<long long>(d);
+  }
   if (v->is_string()) {
     const auto s = v->get_string();
     long long n = 0;

@@ -402,11 +402,16 @@ class Service:
         finally:
             conn.close()
 
+    _token_lock = threading.Lock()
+
     @property
     def token(self):
-        if not hasattr(self, "_token"):
-            self._token = self.create_token()
-        return self._token
+        """The token requests use by default: one, made on first use. Threads that first ask at
+        the same time get the same one (a client token sees only what it created)."""
+        with self._token_lock:
+            if not hasattr(self, "_token"):
+                self._token = self.create_token()
+            return self._token
 
     @token.setter
     def token(self, value):

@@ -95,7 +95,7 @@ class Authentication(HubTestCase):
     def test_token_list_shows_roles(self):
         self.driver_token()
         listed = self.service.cli("token", "list").stdout.splitlines()
-        self.assertEqual(listed[0].split("\t"), ["ID", "CREATED", "REVOKED", "ROLE",
+        self.assertEqual(listed[0].split("\t"), ["ID", "CREATED", "REVOKED", "ROLE", "SCOPE",
                                                  "DESCRIPTION"])
         roles = {line.split("\t")[3] for line in listed[1:]}
         self.assertIn("driver", roles)

@@ -402,6 +402,17 @@ TEST(AzureWire, ACapacityReservationAsArmReportsIt) {
   EXPECT_EQ(list->items[1].reservation.in_use, 1);
   EXPECT_TRUE(list->next_link.empty());
 
+  // A capacity that is no whole count (found by fuzzing: 4.7e51 overflowed the conversion) is
+  // a reservation ARM did not describe, not a number made of it.
+  for (const char* cap : {"4.666666666666666e51", "-1e300", "2.5", "3.0", "1e2"}) {
+    const std::string body =
+        std::string(R"({"name":"r","sku":{"name":"Standard_A1_v2","capacity":)") + cap + "}}";
+    const bool whole = std::string_view(cap) == "3.0" || std::string_view(cap) == "1e2";
+    auto parsed = parse_reservation(body);
+    EXPECT_EQ(static_cast<bool>(parsed), whole) << cap;
+    if (parsed && whole) EXPECT_EQ(parsed->reservation.count, cap[0] == '3' ? 3 : 100) << cap;
+  }
+
   EXPECT_EQ(reservation_status_of("Failed"), reservation_status::invalid);
   EXPECT_EQ(reservation_status_of("Deleting"), reservation_status::deleting);
   EXPECT_EQ(reservation_status_of("Updating"), reservation_status::updating);
