@@ -253,10 +253,13 @@ class ClusterWideRateLimit(GceCluster):
               % (NODES, self.RATE, len(calls), max(calls) - min(calls), busiest, window_bound,
                  max(in_flight), self.MAX_IN_FLIGHT, sorted(claimed.items())))
         self.assertLessEqual(busiest, window_bound)
-        # Under load, or this proves nothing: the limit was reached, by all three nodes.
+        # Under load, or this proves nothing: the limit was reached, by several nodes at once.
+        # (Which nodes win the claims is PostgreSQL's row locks' to decide: on a loaded machine
+        # one of three may win none in 20 s, and the limit held across the other two is the
+        # claim made here.)
         self.assertGreaterEqual(busiest, self.RATE - 1)
         self.assertGreaterEqual((len(calls) - 1) / (max(calls) - min(calls)), self.RATE * 0.6)
-        self.assertTrue(all(n > 0 for n in claimed.values()), claimed)
+        self.assertGreaterEqual(sum(1 for n in claimed.values() if n > 0), 2, claimed)
         self.assertLessEqual(max(in_flight), self.MAX_IN_FLIGHT)
         self.assertGreaterEqual(max(in_flight), 2)
 
