@@ -254,9 +254,9 @@ class ClusterWideRateLimit(GceCluster):
                  max(in_flight), self.MAX_IN_FLIGHT, sorted(claimed.items())))
         self.assertLessEqual(busiest, window_bound)
         # Under load, or this proves nothing: the limit was reached, by several nodes at once.
-        # (Which nodes win the claims is PostgreSQL's row locks' to decide: on a loaded machine
-        # one of three may win none in 20 s, and the limit held across the other two is the
-        # claim made here.)
+        # (Not necessarily all three: a node whose job ends claims the next one at once, while
+        # the others claim on a notification or their one-second tick, so with every cluster-wide
+        # place taken the nodes that began with work tend to keep it and one may claim none.)
         self.assertGreaterEqual(busiest, self.RATE - 1)
         self.assertGreaterEqual((len(calls) - 1) / (max(calls) - min(calls)), self.RATE * 0.6)
         self.assertGreaterEqual(sum(1 for n in claimed.values() if n > 0), 2, claimed)
