@@ -423,6 +423,37 @@ result<std::size_t> append_instance_json(std::string& out, const pg::rows& r, in
   return created_at;
 }
 
+// Writes a batch's rows with one statement (`write`) and answers each item from its row. A
+// deadlock or serialization failure (two batches, or a batch and a job's own statement, locking
+// the same rows in another order) goes again, once. A refusal that one row may have caused (a
+// constraint, a value out of range) sends the halves again apart, so that only that row fails
+// and its neighbours commit.
+template <class Item, class Row, class Write>
+asio::awaitable<void> write_apart(std::span<const Item> items, deadline dl,
+                                  std::span<result<Row>> out, Write write) {
+  auto r = co_await write(items, dl);
+  if (!r && (r.error().is(errc::db_deadlock) || r.error().is(errc::db_serialization_failure))) {
+    r = co_await write(items, dl);
+  }
+  if (r) {
+    std::move(r->begin(), r->end(), out.begin());
+    co_return;
+  }
+  const auto& e = r.error();
+  const bool row_caused = e.is(errc::db_unique_violation) || e.is(errc::db_check_violation) ||
+                          e.is(errc::db_foreign_key_violation) || e.is(errc::db_data_exception) ||
+                          e.is(errc::invalid_argument);
+  if (row_caused && items.size() > 1) {
+    const std::size_t half = items.size() / 2;
+    auto first = write_apart(items.first(half), dl, out.first(half), write);
+    co_await std::move(first);
+    auto second = write_apart(items.subspan(half), dl, out.subspan(half), write);
+    co_await std::move(second);
+    co_return;
+  }
+  for (auto& o : out) o = e;
+}
+
 }  // namespace
 
 instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::string owner,
@@ -517,38 +548,11 @@ asio::awaitable<result<created_instance>> instance_store::create_one(
 asio::awaitable<instance_store::create_results> instance_store::insert_batch(
     std::vector<create_item>& items, deadline dl) {
   create_results out(items.size());
-  auto inserting = insert_part(items, dl, out);
+  auto inserting = write_apart<create_item, create_result>(
+      items, dl, out,
+      [this](std::span<const create_item> part, deadline d) { return insert_rows(part, d); });
   co_await std::move(inserting);
   co_return out;
-}
-
-asio::awaitable<void> instance_store::insert_part(std::span<const create_item> items, deadline dl,
-                                                  std::span<result<create_result>> out) {
-  auto r = co_await insert_rows(items, dl);
-  // Two batches that wait on each other's Idempotency-Keys: the one PostgreSQL chose to fail
-  // goes again, once.
-  if (!r && (r.error().is(errc::db_deadlock) || r.error().is(errc::db_serialization_failure))) {
-    r = co_await insert_rows(items, dl);
-  }
-  if (r) {
-    std::move(r->begin(), r->end(), out.begin());
-    co_return;
-  }
-  // A refusal that one row's values may have caused (a constraint, a value out of range): the
-  // halves go again apart, so that only that row's create fails.
-  const auto& e = r.error();
-  const bool row_caused = e.is(errc::db_unique_violation) || e.is(errc::db_check_violation) ||
-                          e.is(errc::db_foreign_key_violation) || e.is(errc::db_data_exception) ||
-                          e.is(errc::invalid_argument);
-  if (row_caused && items.size() > 1) {
-    const std::size_t half = items.size() / 2;
-    auto first = insert_part(items.first(half), dl, out.first(half));
-    co_await std::move(first);
-    auto second = insert_part(items.subspan(half), dl, out.subspan(half));
-    co_await std::move(second);
-    co_return;
-  }
-  for (auto& o : out) o = e;
 }
 
 namespace {
@@ -753,38 +757,11 @@ asio::awaitable<result<std::string>> instance_store::request_delete(
 asio::awaitable<std::vector<result<instance_store::read_result>>> instance_store::delete_batch(
     std::vector<read_item>& items, deadline dl) {
   std::vector<result<read_result>> out(items.size());
-  auto deleting = delete_part(items, dl, out);
+  auto deleting = write_apart<read_item, read_result>(
+      items, dl, out,
+      [this](std::span<const read_item> part, deadline d) { return delete_rows(part, d); });
   co_await std::move(deleting);
   co_return out;
-}
-
-asio::awaitable<void> instance_store::delete_part(std::span<const read_item> items, deadline dl,
-                                                  std::span<result<read_result>> out) {
-  auto r = co_await delete_rows(items, dl);
-  // The rows are locked in order, but a job's own statements lock one row each, in any order
-  // with ours: the one PostgreSQL chose to fail goes again, once.
-  if (!r && (r.error().is(errc::db_deadlock) || r.error().is(errc::db_serialization_failure))) {
-    r = co_await delete_rows(items, dl);
-  }
-  if (r) {
-    std::move(r->begin(), r->end(), out.begin());
-    co_return;
-  }
-  // A refusal that one row may have caused (a constraint of its job, a value out of range):
-  // the halves go again apart, so that only that row's delete fails.
-  const auto& e = r.error();
-  const bool row_caused = e.is(errc::db_unique_violation) || e.is(errc::db_check_violation) ||
-                          e.is(errc::db_foreign_key_violation) || e.is(errc::db_data_exception) ||
-                          e.is(errc::invalid_argument);
-  if (row_caused && items.size() > 1) {
-    const std::size_t half = items.size() / 2;
-    auto first = delete_part(items.first(half), dl, out.first(half));
-    co_await std::move(first);
-    auto second = delete_part(items.subspan(half), dl, out.subspan(half));
-    co_await std::move(second);
-    co_return;
-  }
-  for (auto& o : out) o = e;
 }
 
 asio::awaitable<result<std::vector<instance_store::read_result>>> instance_store::delete_rows(

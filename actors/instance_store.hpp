@@ -225,16 +225,12 @@ class instance_store {
       const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
       const std::optional<idempotent_request>& idem);
   boost::asio::awaitable<create_results> insert_batch(std::vector<create_item>& items, deadline dl);
-  boost::asio::awaitable<void> insert_part(std::span<const create_item> items, deadline dl,
-                                           std::span<result<create_result>> out);
   boost::asio::awaitable<result<std::vector<create_result>>> insert_rows(
       std::span<const create_item> items, deadline dl);
   boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<read_item>& items,
                                                                       deadline dl);
   boost::asio::awaitable<std::vector<result<read_result>>> delete_batch(
       std::vector<read_item>& items, deadline dl);
-  boost::asio::awaitable<void> delete_part(std::span<const read_item> items, deadline dl,
-                                           std::span<result<read_result>> out);
   boost::asio::awaitable<result<std::vector<read_result>>> delete_rows(
       std::span<const read_item> items, deadline dl);
 
