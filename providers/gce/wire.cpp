@@ -266,8 +266,13 @@ result<operation> parse_operation(std::string_view body) {
   op.target_link = str_or(o, "targetLink");
   op.target_id = id_string(o.if_contains("targetId"));
   op.zone = last_segment(str_or(o, "zone"));
-  if (const auto* code = o.if_contains("httpErrorStatusCode"); code && code->is_number()) {
-    op.http_error_status_code = static_cast<unsigned>(code->to_number<std::int64_t>());
+  // An HTTP status is a small whole number; anything else (a fraction, a negative, 1e300) is
+  // ignored rather than trusted.
+  if (const auto* code = o.if_contains("httpErrorStatusCode"); code) {
+    if (code->is_int64() && code->get_int64() >= 0 && code->get_int64() <= 999)
+      op.http_error_status_code = static_cast<unsigned>(code->get_int64());
+    else if (code->is_uint64() && code->get_uint64() <= 999)
+      op.http_error_status_code = static_cast<unsigned>(code->get_uint64());
   }
   op.http_error_message = str_or(o, "httpErrorMessage");
   if (const auto* err = o.if_contains("error"); err && err->is_object()) {

@@ -254,6 +254,29 @@ error op_error(const std::string& file) {
   return error_from_operation(*op);
 }
 
+// An operation's HTTP status must be a whole number from 0 to 999: a fraction or a number out of
+// range is ignored (it once threw from Boost.JSON's exact conversion, found by fuzzing).
+TEST(gce_operation, status_code_that_is_no_status_is_ignored) {
+  const std::string base = payload("operation_done_quota_exceeded.json");
+  const auto with = [&](std::string_view code) {
+    std::string body = base;
+    const std::string was = "\"httpErrorStatusCode\": 403";
+    const auto at = body.find(was);
+    EXPECT_NE(at, std::string::npos);
+    if (at != std::string::npos) body.replace(at, was.size(), "\"httpErrorStatusCode\": " + std::string(code));
+    return parse_operation(body);
+  };
+  auto op = with("403");
+  ASSERT_TRUE(op);
+  EXPECT_EQ(op->http_error_status_code, 403u);
+  for (const auto* bad : {"403.5", "-1e300", "1e300", "-3", "18446744073709551615", "\"403\""}) {
+    op = with(bad);
+    ASSERT_TRUE(op) << bad;
+    EXPECT_EQ(op->http_error_status_code, 0u) << bad;
+    EXPECT_TRUE(op->failed()) << bad;
+  }
+}
+
 TEST(gce_operation, zone_exhausted_is_capacity) {
   auto e = op_error("operation_done_zone_exhausted.json");
   EXPECT_TRUE(e.is(errc::cloud_capacity)) << e.message();
