@@ -77,12 +77,16 @@ class actor {
       counters_.rejected.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    if (counters_.depth.fetch_add(1, std::memory_order_acq_rel) >=
-        static_cast<std::int64_t>(capacity_)) {
-      counters_.depth.fetch_sub(1, std::memory_order_acq_rel);
-      counters_.rejected.fetch_add(1, std::memory_order_relaxed);
-      return false;
-    }
+    // A slot is taken only while one is free, so the depth never reads above the capacity, not
+    // even for the moment between a full mailbox's increment and its undoing.
+    auto depth = counters_.depth.load(std::memory_order_relaxed);
+    do {
+      if (depth >= static_cast<std::int64_t>(capacity_)) {
+        counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    } while (!counters_.depth.compare_exchange_weak(depth, depth + 1, std::memory_order_acq_rel,
+                                                    std::memory_order_relaxed));
     counters_.received.fetch_add(1, std::memory_order_relaxed);
     boost::asio::post(strand_, [this, m = std::move(m)]() mutable { deliver(std::move(m)); });
     return true;
