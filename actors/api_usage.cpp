@@ -97,7 +97,8 @@ void api::install_usage(net::router& r) {
   r.add(http::verb::get, "/usage", authenticated(&api::get_usage), "usage.get");
 }
 
-asio::awaitable<net::response> api::get_usage(net::request_context& ctx, const verified_token&) {
+asio::awaitable<net::response> api::get_usage(net::request_context& ctx,
+                                              const verified_token& token) {
   const auto accept = ctx.req.find(http::field::accept);
   std::string_view accepted;
   if (accept != ctx.req.end()) accepted = accept->value();
@@ -119,6 +120,8 @@ asio::awaitable<net::response> api::get_usage(net::request_context& ctx, const v
     v.code = problems.code;
     co_return invalid(v);
   }
+  // A client token's report covers what it created, as its listings do.
+  query.owner = token.owner();
   // Sections live as long as the process (a registry never drops a provider).
   const auto served = providers_.snapshot();
   std::vector<const provider_section*> sections;

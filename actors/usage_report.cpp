@@ -34,7 +34,8 @@ inst AS (
                  WHERE e.kind = 'state' AND e.to_state IN ('terminated', 'errored')
                    AND e.at >= w.t0 AND e.instance_id IS NOT NULL)
     AND ($3::jsonb IS NULL OR i.tags @> $3::jsonb)
-    AND ($4::text IS NULL OR i.provider = $4)),
+    AND ($4::text IS NULL OR i.provider = $4)
+    AND ($10::bigint IS NULL OR i.created_by = $10)),
 runs AS (
   SELECT inst.*, x.started, x.ended FROM inst
   CROSS JOIN LATERAL (
@@ -53,7 +54,8 @@ res AS (
                  WHERE e.kind = 'state' AND e.to_state IN ('cancelled', 'expired', 'failed')
                    AND e.at >= w.t0 AND e.reservation_id IS NOT NULL)
     AND ($3::jsonb IS NULL OR r.tags @> $3::jsonb)
-    AND ($4::text IS NULL OR r.provider = $4)),
+    AND ($4::text IS NULL OR r.provider = $4)
+    AND ($10::bigint IS NULL OR r.created_by = $10)),
 spans AS (
   SELECT r.id, r.provider, r.instance_type, r.tags, r.count, x.started, x.ended,
          r.id IN (SELECT id FROM res) AS selected
@@ -306,7 +308,8 @@ asio::awaitable<result<usage_report>> compute_usage(pg::pool& pool, usage_query 
                     by_provider ? "true" : "false",
                     by_type ? "true" : "false",
                     tag_keys,
-                    std::to_string(max_usage_groups + 2)};
+                    std::to_string(max_usage_groups + 2),
+                    q.owner ? std::optional<std::string>(std::to_string(*q.owner)) : std::nullopt};
   auto r = co_await pool.query(usage_sql, args, after(usage_deadline));
   if (!r) co_return r.error();
 

@@ -39,6 +39,8 @@ struct usage_query {
   system_clock::time_point to{};
   boost::json::object tags;             // only instances and reservations with these tags
   std::optional<std::string> provider;  // only this provider's
+  // only what this token created (a client token's scope, verified_token::owner()); none: all
+  std::optional<std::int64_t> owner;
   // What a group is: "provider", "instance_type" and "tag.KEY", in the order asked for.
   std::vector<std::string> group_by;
 };

@@ -111,6 +111,31 @@ class Scopes(ServiceTestCase):
         res = svc.request("GET", f"/reservations/{theirs['reservations']}", token=self.b).json()
         self.assertNotIn(res["state"], ("cancelling", "cancelled"))
 
+    def test_usage_covers_only_what_the_token_made(self):
+        # GET /usage counts what a client token made, as its lists show it; an `all` token and
+        # an admin count both.
+        svc = self.service
+        run = "u%d" % time.monotonic_ns()
+        for token, owner in ((self.a, "a"), (self.b, "b"), (self.b, "b")):
+            r = svc.request("POST", "/reservations",
+                            {"provider": "gce", "count": 1, "duration_minutes": 30,
+                             "tags": {"usage": run, "owner": owner}}, token=token)
+            self.assertEqual(r.status, 201, r)
+            rid = r.json()["id"]
+            wait_until(lambda: svc.request("GET", f"/reservations/{rid}", token=token)
+                       .json()["state"] == "active", 30, what="the reservation to be active")
+        time.sleep(1.1)  # reserved time to count (the report counts whole microseconds)
+
+        def reservations(token):
+            r = svc.request("GET", f"/usage?group_by=&tag.usage={run}", token=token)
+            self.assertEqual(r.status, 200, r)
+            return r.json()["total"]["reservations"]
+
+        self.assertEqual(reservations(self.a), 1)
+        self.assertEqual(reservations(self.b), 2)
+        self.assertEqual(reservations(self.everything), 3)
+        self.assertEqual(reservations(self.admin), 3)
+
     def test_a_launch_into_anothers_reservation_is_refused_as_unknown(self):
         svc = self.service
         theirs = self.made_by(self.b, "b4")["reservations"]

@@ -128,6 +128,9 @@ class Usage(ServiceTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        # The scripted history has no creator: only a token of scope `all` (or an admin) counts
+        # it (tests/integration/hardening/test_tokens.py shows a client token's own report).
+        cls.service.token = cls.service.create_token("usage", "--scope", "all")
         cls.run_id = "u" + uuid.uuid4().hex[:10]
         s = ScriptedRun(cls.db, cls.run_id)
         # East: a reservation of 4 held 10:00-14:00, an instance in it 10:30-15:30 (on demand
