@@ -382,10 +382,15 @@ end_fields parse_end_fields(const json::object& o, system_clock::time_point now,
       e.at = *t;
     }
   } else if (has_minutes) {
+    // A century bounds what a clock can add without overflow; every cap is far below it.
+    constexpr std::int64_t century_minutes = 36525LL * 24 * 60;  // 100 years of 365.25 days
     if (!minutes->is_int64() || minutes->as_int64() < 1) {
       v.errors.push_back("'duration_minutes' must be a whole number of minutes, at least 1");
+    } else if (minutes->as_int64() > century_minutes) {
+      v.errors.push_back("'duration_minutes' must be at most " + std::to_string(century_minutes) +
+                         " (a hundred years)");
     } else {
-      e.at = now + std::chrono::minutes(std::min<std::int64_t>(minutes->as_int64(), 1LL << 32));
+      e.at = now + std::chrono::minutes(minutes->as_int64());
     }
   }
   return e;

@@ -155,6 +155,11 @@ class ReservationResourceTest(ReservationCase):
             ({"provider": "gce", "count": 1, "ends_at": later, "duration_minutes": 5}, 422,
              "invalid_request"),
             ({"provider": "gce", "count": 1, "duration_minutes": 0}, 422, "invalid_request"),
+            # More than a century of minutes overflowed the clock once (found by fuzzing).
+            ({"provider": "gce", "count": 1, "duration_minutes": 52596001}, 422,
+             "invalid_request"),
+            ({"provider": "gce", "count": 1, "duration_minutes": 2 ** 63 - 1}, 422,
+             "invalid_request"),
             ({"provider": "gce", "count": 1, "tags": {"Bad Key": "x"}}, 422, "invalid_request"),
             ({"provider": "gce", "count": 1, "instance_type": "huge"}, 422, "invalid_request"),
         ]
