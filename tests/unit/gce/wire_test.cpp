@@ -263,7 +263,8 @@ TEST(gce_operation, status_code_that_is_no_status_is_ignored) {
     const std::string was = "\"httpErrorStatusCode\": 403";
     const auto at = body.find(was);
     EXPECT_NE(at, std::string::npos);
-    if (at != std::string::npos) body.replace(at, was.size(), "\"httpErrorStatusCode\": " + std::string(code));
+    if (at != std::string::npos)
+      body.replace(at, was.size(), "\"httpErrorStatusCode\": " + std::string(code));
     return parse_operation(body);
   };
   auto op = with("403");
