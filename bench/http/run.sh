@@ -80,7 +80,8 @@ rate-limit = 20
 max-in-flight = 50
 INI
 export CLOUDBRAIN_TOKEN CLOUDBRAIN_IDS CLOUDBRAIN_BENCH_DIR=$here
-CLOUDBRAIN_TOKEN=$("$bin" token create bench | sed 's/^generated token: //')
+# Scope all: the bulk-loaded rows have no creator, and the GETs and listings are to find them.
+CLOUDBRAIN_TOKEN=$("$bin" token create --scope all bench | sed 's/^generated token: //')
 "$bin" serve --config "$config" >"$CB_PG_DIR/serve.log" 2>&1 &
 service_pid=$!
 for _ in $(seq 100); do
