@@ -35,6 +35,7 @@ std::string reload_report::summary() const {
   std::string out = "the configuration was reloaded";
   out += added.empty() ? "; no provider added" : "; providers added: " + joined(added);
   if (log_level_changed) out += "; log-level applied";
+  if (token_rate) out += "; token-rate-limit applied";
   if (!changed.empty()) out += "; changed providers, kept as they were: " + joined(changed);
   if (!removed.empty())
     out += "; providers no longer in the file, still served: " + joined(removed);
@@ -203,7 +204,14 @@ asio::awaitable<reload_report> provider_set::reload(config_reader read) {
     if (!section_named(next.providers, s.name)) rep.removed.push_back(s.name);
   }
   for (auto& key : changed_settings(running_, next)) {
-    if (key != "log-level") rep.needs_restart.push_back(std::move(key));
+    if (key != "log-level" && key != "token-rate-limit" && key != "token-rate-burst")
+      rep.needs_restart.push_back(std::move(key));
+  }
+  if (next.token_rate_limit != running_.token_rate_limit ||
+      next.token_rate_burst != running_.token_rate_burst) {
+    running_.token_rate_limit = next.token_rate_limit;
+    running_.token_rate_burst = next.token_rate_burst;
+    rep.token_rate = {next.token_rate_limit, next.token_rate_burst};
   }
   if (next.log_level != running_.log_level) {
     log::set_level(next.log_level);

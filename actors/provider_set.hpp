@@ -18,7 +18,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cloudbrain {
@@ -33,6 +35,9 @@ struct reload_report {
   std::vector<std::string> removed;        // sections gone from the file: still served
   std::vector<std::string> needs_restart;  // top-level keys that differ, not applied
   bool log_level_changed = false;          // applied
+  // token-rate-limit and token-rate-burst as the file now has them (0: none), when either
+  // changed: to apply.
+  std::optional<std::pair<double, unsigned>> token_rate;
   // One line for systemd's STATUS= and the log.
   [[nodiscard]] std::string summary() const;
 };

@@ -262,22 +262,18 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
   auto routes = std::make_shared<net::router>();
   audit_log audit(ioc.get_executor(), pool);
   meter.watch("audit_records", audit.counters());
-  // token-rate-limit: per process (each node of a cluster counts its own requests).
-  std::unique_ptr<token_rate_limiter> limiter;
-  if (cfg->token_rate_limit > 0) {
-    const unsigned burst =
-        cfg->token_rate_burst != 0
-            ? cfg->token_rate_burst
-            : static_cast<unsigned>(std::max(1.0, std::ceil(cfg->token_rate_limit)));
-    auto& refused = meter.registry()
-                        .add_counter("cloudbrain_rate_limited_requests_total",
-                                     "API requests refused with 429 because their token was "
-                                     "over token-rate-limit.")
-                        .get();
-    limiter = std::make_unique<token_rate_limiter>(cfg->token_rate_limit, burst, steady_clock::now,
-                                                   &refused);
-  }
-  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, limiter.get());
+  // token-rate-limit: per process (each node of a cluster counts its own requests). There is a
+  // limiter without a limit too, so that a reload can set one.
+  auto& rate_refused = meter.registry()
+                           .add_counter("cloudbrain_rate_limited_requests_total",
+                                        "API requests refused with 429 because their token was "
+                                        "over token-rate-limit.")
+                           .get();
+  token_rate_limiter limiter(
+      cfg->token_rate_limit,
+      token_rate_limiter::burst_for(cfg->token_rate_limit, cfg->token_rate_burst),
+      steady_clock::now, &rate_refused);
+  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, &limiter);
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   hub.install(*routes);
@@ -373,6 +369,10 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
     auto reloading = served.reload([args] { return load_config(args, process_environment()); });
     const auto report = co_await std::move(reloading);
     bool ok = report.ok;
+    if (report.token_rate) {
+      const auto& [rate, burst] = *report.token_rate;
+      limiter.set_rate(rate, token_rate_limiter::burst_for(rate, burst));
+    }
     if (tls_context) {
       // The same files, read afresh: a renewed certificate is served from the next connection.
       auto loaded = co_await blocking.run([cert = cfg->tls_cert, key = cfg->tls_key] {

@@ -34,13 +34,22 @@ class token_rate_limiter {
     std::chrono::seconds retry_after{0};
   };
 
-  // `refused`, if given, counts every refusal.
+  // `refused`, if given, counts every refusal. A rate of 0 (or less) admits everything.
   token_rate_limiter(double per_second, unsigned burst, clock now = steady_clock::now,
                      metrics::counter* refused = nullptr);
   token_rate_limiter(const token_rate_limiter&) = delete;
   token_rate_limiter& operator=(const token_rate_limiter&) = delete;
 
   [[nodiscard]] decision admit(std::int64_t token_id);
+
+  // A new rate and burst, from the next request on (a reload): 0 (or less) admits everything.
+  // What each token has used so far stays counted. Requests that run while it changes may see
+  // the new interval with the old burst, or the reverse.
+  void set_rate(double per_second, unsigned burst);
+  [[nodiscard]] bool enabled() const { return interval_ns_.load(std::memory_order_relaxed) > 0; }
+
+  // The burst token-rate-burst means: as given, or the rate rounded up (at least 1) when 0.
+  [[nodiscard]] static unsigned burst_for(double per_second, unsigned burst);
 
   // Tokens with an entry now (for tests and the curious).
   [[nodiscard]] std::size_t tracked() const;
@@ -59,11 +68,11 @@ class token_rate_limiter {
   static constexpr std::size_t shard_count = 64;
   static constexpr std::size_t min_sweep = 1024;
 
-  [[nodiscard]] decision take(cell& c, std::int64_t now) const;
+  [[nodiscard]] decision take(cell& c, std::int64_t now, std::int64_t interval) const;
   [[nodiscard]] std::int64_t now_ns() const;
 
-  std::int64_t interval_ns_;
-  std::int64_t tolerance_ns_;
+  std::atomic<std::int64_t> interval_ns_{0};  // 0: no limit
+  std::atomic<std::int64_t> tolerance_ns_{0};
   clock now_;
   metrics::counter* refused_;
   std::atomic<std::uint64_t> refusals_{0};

@@ -303,6 +303,29 @@ class RefuseOrKeep(ReloadTestCase):
         wait_until(lambda: self.access_log_of(loud.header("X-Request-ID")), 10,
                    what="the access log line at log-level info again")
 
+    def test_token_rate_limit_applies_from_the_next_request(self):
+        def statuses(n):
+            return [self.service.request("GET", "/instances?limit=1").status for _ in range(n)]
+
+        self.assertEqual(set(statuses(20)), {200})
+        self.service.settings["token-rate-limit"] = "0.5"
+        self.service.settings["token-rate-burst"] = "3"
+        self.service.write_config()
+        status = self.assert_reload_protocol(self.reload())
+        self.assertIn("token-rate-limit applied", status)
+        self.assertNotIn("not applied", status)
+        got = statuses(8)
+        self.assertEqual(got[:3], [200] * 3, got)
+        self.assertEqual(set(got[3:]), {429}, got)
+        # Lifted again: everything passes at once.
+        del self.service.settings["token-rate-limit"]
+        del self.service.settings["token-rate-burst"]
+        self.service.write_config()
+        status = self.assert_reload_protocol(self.reload())
+        self.assertIn("token-rate-limit applied", status)
+        self.assertEqual(set(statuses(20)), {200})
+        self.assertGreaterEqual(self.metric("cloudbrain_rate_limited_requests_total"), 5)
+
     def access_log_of(self, request_id):
         self.assertTrue(request_id)
         return [e for e in self.log_events("request") if e.get("request_id") == request_id]

@@ -28,6 +28,66 @@ TEST(token_rate_limiter, allows_the_burst_then_refuses) {
   EXPECT_EQ(limit.refusals(), 1u);
 }
 
+TEST(token_rate_limiter, without_a_rate_admits_everything_and_tracks_nothing) {
+  manual_clock c;
+  token_rate_limiter limit(0, 0, c.fn());
+  EXPECT_FALSE(limit.enabled());
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limit.admit(1).allowed) << i;
+  EXPECT_EQ(limit.tracked(), 0u);
+  EXPECT_EQ(limit.refusals(), 0u);
+}
+
+// A reload sets a limit, changes it and lifts it, from the next request on.
+TEST(token_rate_limiter, a_new_rate_applies_from_the_next_request) {
+  manual_clock c;
+  token_rate_limiter limit(0, 0, c.fn());
+  limit.set_rate(10, 3);
+  EXPECT_TRUE(limit.enabled());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limit.admit(1).allowed) << i;
+  EXPECT_FALSE(limit.admit(1).allowed);
+  // A larger burst: what the token used is still counted, the rest of the new burst is free.
+  limit.set_rate(10, 5);
+  EXPECT_TRUE(limit.admit(1).allowed);
+  EXPECT_TRUE(limit.admit(1).allowed);
+  EXPECT_FALSE(limit.admit(1).allowed);
+  // A slower rate: one request a second after the bucket is used up.
+  c.now += 1s;
+  limit.set_rate(1, 1);
+  EXPECT_TRUE(limit.admit(2).allowed);
+  EXPECT_FALSE(limit.admit(2).allowed);
+  c.now += 1s;
+  EXPECT_TRUE(limit.admit(2).allowed);
+  // Lifted: everything passes.
+  limit.set_rate(0, 0);
+  EXPECT_FALSE(limit.enabled());
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(limit.admit(2).allowed) << i;
+}
+
+TEST(token_rate_limiter, the_default_burst_is_the_rate_rounded_up) {
+  EXPECT_EQ(token_rate_limiter::burst_for(50, 0), 50u);
+  EXPECT_EQ(token_rate_limiter::burst_for(0.5, 0), 1u);
+  EXPECT_EQ(token_rate_limiter::burst_for(2.1, 0), 3u);
+  EXPECT_EQ(token_rate_limiter::burst_for(2.1, 7), 7u);
+}
+
+// One request in 1e300 seconds with a burst of a million: the interval is capped at 1e9 s and
+// the tolerance saturates (UndefinedBehaviorSanitizer would report an overflow), so a few
+// requests pass and the rest wait, for a very long time.
+TEST(token_rate_limiter, a_tiny_rate_with_a_large_burst_does_not_overflow) {
+  manual_clock c;
+  token_rate_limiter limit(1e-300, 1'000'000, c.fn());
+  EXPECT_TRUE(limit.admit(4).allowed);
+  int refused = 0;
+  for (int i = 0; i < 10; ++i) {
+    const auto d = limit.admit(4);
+    if (!d.allowed) {
+      ++refused;
+      EXPECT_GT(d.retry_after, std::chrono::hours(24 * 365));
+    }
+  }
+  EXPECT_GT(refused, 0);
+}
+
 TEST(token_rate_limiter, refills_at_the_rate) {
   manual_clock c;
   token_rate_limiter limit(10, 5, c.fn());
