@@ -14,7 +14,8 @@ token_rate_limiter::token_rate_limiter(double per_second, unsigned burst, clock 
 }
 
 void token_rate_limiter::set_rate(double per_second, unsigned burst) {
-  // Below one request in 1e9 seconds is as good as none; above 1e9 a second, one a nanosecond.
+  // One request a nanosecond at most, and one in 1e9 seconds at least (a slower rate counts as
+  // that); no rate (0 or less): no limit.
   const std::int64_t interval =
       per_second > 0 && std::isfinite(per_second)
           ? std::clamp<std::int64_t>(std::llround(1e9 / std::max(per_second, 1e-9)), 1,
