@@ -275,7 +275,7 @@ void driver_hub::dispatch(const std::string& provider) {
     session_entry* best = nullptr;
     std::size_t best_room = 0;
     for (auto& [sid, s] : sessions_) {
-      if (s.driver != p.info.driver || !(s.capabilities & bit(op.needs))) continue;
+      if (!may_serve(s.driver, s.token_id, p) || !(s.capabilities & bit(op.needs))) continue;
       if (std::find(broken.begin(), broken.end(), sid) != broken.end()) continue;
       const auto limit = static_cast<std::size_t>(s.max_in_flight);
       const std::size_t room = limit > s.in_flight.size() ? limit - s.in_flight.size() : 0;
@@ -324,6 +324,15 @@ void driver_hub::dispatch_all() {
   for (const auto& name : names) dispatch(name);
 }
 
+// A connection serves a provider when it registered under the provider's driver name with a
+// token the provider's driver-tokens allows (any driver token when it names none).
+bool driver_hub::may_serve(const std::string& driver, std::int64_t token_id,
+                           const provider_entry& p) {
+  if (driver != p.info.driver) return false;
+  const auto& allowed = p.info.tokens;
+  return allowed.empty() || std::find(allowed.begin(), allowed.end(), token_id) != allowed.end();
+}
+
 void driver_hub::on_register(hub_register&& r) {
   const auto refuse = [&r](std::string reason, std::string message) {
     r.reply(driver_registration{dp::refusal{std::move(reason), std::move(message)}});
@@ -336,13 +345,14 @@ void driver_hub::on_register(hub_register&& r) {
   }
   dp::acceptance accepted;
   for (const auto& [name, p] : providers_) {
-    if (p.info.driver != r.registration.driver) continue;
+    if (!may_serve(r.registration.driver, r.token_id, p)) continue;
     accepted.providers.push_back(
         dp::served_provider{name, p.info.zones, p.config_version, p.secret_version});
   }
   if (accepted.providers.empty()) {
-    return refuse("unknown_driver",
-                  "no provider section names driver '" + r.registration.driver + "'");
+    // The same answer whether no section names the driver or none lets this token serve it.
+    return refuse("unknown_driver", "no provider section names driver '" + r.registration.driver +
+                                        "' for this token");
   }
   if (sessions_.size() >= cfg_.max_connections) {
     return refuse("too_many_connections", "the hub serves " + std::to_string(cfg_.max_connections) +
@@ -417,7 +427,7 @@ void driver_hub::answer_settings(session_entry& s, const dp::message& m) {
   const std::string id(m.fields.at("id").as_string());
   const std::string provider(m.fields.at("provider").as_string());
   const auto it = providers_.find(provider);
-  if (it == providers_.end() || it->second.info.driver != s.driver) {
+  if (it == providers_.end() || !may_serve(s.driver, s.token_id, it->second)) {
     // The same answer whether the provider exists or belongs to another driver.
     log::warn("a driver asked for a provider it does not serve",
               {{"session", s.id}, {"driver", s.driver}, {"provider", provider.substr(0, 64)}});
@@ -476,7 +486,7 @@ void driver_hub::refresh_provider(provider_entry& p) {
   std::size_t connections = 0;
   unsigned capabilities = 0;
   for (const auto& [id, s] : sessions_) {
-    if (s.driver != p.info.driver) continue;
+    if (!may_serve(s.driver, s.token_id, p)) continue;
     capacity += static_cast<std::size_t>(s.max_in_flight);
     ++connections;
     capabilities |= s.capabilities;

@@ -149,6 +149,8 @@ class driver_hub : public actor<driver_hub, hub_message>, public providers::driv
     std::shared_ptr<driver_hub_port> port;
     std::deque<std::uint64_t> queue;  // operations waiting for a connection, oldest first
   };
+  [[nodiscard]] static bool may_serve(const std::string& driver, std::int64_t token_id,
+                                      const provider_entry& p);
   struct session_entry {
     std::uint64_t id = 0;
     std::string driver;

@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +21,8 @@ namespace cloudbrain::providers {
 struct remote_provider {
   std::string name;
   std::string driver;  // the name the driver registers with
+  // The driver tokens whose connections may serve it (driver-tokens); empty: any driver token.
+  std::vector<std::int64_t> tokens;
   std::vector<std::string> zones;
   boost::json::object config;
   boost::json::object secret;

@@ -2,6 +2,8 @@
 
 #include <boost/json/array.hpp>
 
+#include <charconv>
+
 namespace cloudbrain::providers {
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -91,6 +93,30 @@ result<external_settings> external_settings::from_section(const provider_section
                         "starting with a letter or digit");
       }
       out.driver = raw;
+      continue;
+    }
+    if (key == "driver-tokens") {
+      // Token ids, as `cloudbrain token create --role driver` prints them (the part before the
+      // dash), separated by spaces or commas.
+      std::string_view rest = raw;
+      while (!rest.empty()) {
+        const auto start = rest.find_first_not_of(" ,\t");
+        if (start == std::string_view::npos) break;
+        rest.remove_prefix(start);
+        const auto word = rest.substr(0, rest.find_first_of(" ,\t"));
+        rest.remove_prefix(word.size());
+        std::int64_t id = 0;
+        const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+        if (ec != std::errc{} || end != word.data() + word.size() || id < 1) {
+          return fail(errc::bad_config, where + "'driver-tokens' must be token ids (whole " +
+                                            "numbers, as `cloudbrain token list` shows them), " +
+                                            "not '" + std::string(word) + "'");
+        }
+        out.tokens.push_back(id);
+      }
+      if (out.tokens.empty()) {
+        return fail(errc::bad_config, where + "'driver-tokens' names no token id");
+      }
       continue;
     }
     // A value written @/path was read by the configuration's loader: this is the file's

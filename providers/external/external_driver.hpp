@@ -15,6 +15,7 @@ namespace cloudbrain::providers {
 // configuration's loader reads them), and are taken as they are.
 struct external_settings {
   std::string driver;
+  std::vector<std::int64_t> tokens;  // driver-tokens: ids of the tokens that may serve it
   std::vector<std::string> zones;
   boost::json::object config;
   boost::json::object secret;

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import time
 import unittest
 
@@ -180,6 +181,71 @@ class SecretIsolation(HubTestCase):
         log = "\n".join(self.service.log_lines())
         self.assertNotIn(SECRET_A, log)
         self.assertNotIn(SECRET_B, log)
+
+
+class TokenBinding(HubTestCase):
+    """driver-tokens: a section that names driver tokens is served only by connections made
+    with one of them; to any other driver token it is as if no section named the driver."""
+    providers = {"open": {"type": "external", "driver": "gamma", "zones": "o1",
+                          "secret.password": SECRET_A}}
+
+    def test_only_the_named_tokens_serve_a_bound_section(self):
+        _, mine = write_token_file(self.service, "bound driver")
+        _, other = write_token_file(self.service, "another driver")
+        # New sections are served on reload: one bound to `mine`, for the same driver name as
+        # `open`, and one of another driver name bound to `mine` alone.
+        self.service.providers = dict(self.providers, **{
+            "bound": {"type": "external", "driver": "gamma", "zones": "b1",
+                      "driver-tokens": mine.split("-")[0], "secret.password": SECRET_B},
+            "solo": {"type": "external", "driver": "delta", "zones": "s1",
+                     "driver-tokens": "%s, 999999" % mine.split("-")[0]}})
+        self.service.write_config()
+        self.service.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: {"bound", "solo"} <= {
+            p["name"] for p in self.service.request("GET", "/providers").json()["providers"]},
+            30, what="the bound sections to be served after the reload")
+
+        async def go(token, driver, asks=()):
+            d = await self.driver(token).connect()
+            registered = await d.register(driver)
+            answers = {}
+            if registered["type"] == "registered":
+                for provider in asks:
+                    await d.send({"type": "get_secret", "id": "s-" + provider,
+                                  "provider": provider})
+                    answers[provider] = await d.recv()
+            await d.close()
+            return registered, answers
+
+        registered, answers = run(go(other, "gamma", ("open", "bound")))
+        self.assertEqual([p["name"] for p in registered["providers"]], ["open"])
+        self.assertEqual(answers["open"]["secret"], {"secret.password": SECRET_A})
+        self.assertEqual((answers["bound"]["type"], answers["bound"]["error"]["kind"]),
+                         ("error", "not_found"))
+        self.assertNotIn(SECRET_B, json.dumps(answers["bound"]))
+        registered, answers = run(go(mine, "gamma", ("bound",)))
+        self.assertEqual(sorted(p["name"] for p in registered["providers"]), ["bound", "open"])
+        self.assertEqual(answers["bound"]["secret"], {"secret.password": SECRET_B})
+        # A driver name whose every section is bound to other tokens: refused as unknown.
+        registered, _ = run(go(other, "delta"))
+        self.assertEqual((registered["type"], registered["reason"]),
+                         ("refused", "unknown_driver"), registered)
+        registered, _ = run(go(mine, "delta"))
+        self.assertEqual([p["name"] for p in registered["providers"]], ["solo"])
+
+    def test_a_bad_token_list_is_refused_clearly(self):
+        out = self.service.cli("serve", "--check-config", "--config", self.bad_config(),
+                               check=False)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("'driver-tokens' must be token ids", out.stderr + out.stdout)
+
+    def bad_config(self):
+        path = os.path.join(self.service.workdir, "bad.conf")
+        with open(path, "w") as f:
+            f.write("database-url = postgresql://127.0.0.1:1/none\n"
+                    "[provider.x]\ntype = external\ndriver = gamma\nzones = z1\n"
+                    "driver-tokens = 7 seven\n")
+        return path
 
 
 class ProtocolErrors(HubTestCase):
