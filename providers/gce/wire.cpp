@@ -38,6 +38,21 @@ std::string id_string(const json::value* v) {
   return {};
 }
 
+// Google's int64 fields come as decimal strings; plain numbers are taken too.
+std::optional<long long> int_of(const json::value* v) {
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<long long>(v->get_uint64());
+  if (v->is_string()) {
+    const auto s = v->get_string();
+    long long n = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec == std::errc{} && end == s.data() + s.size()) return n;
+  }
+  return std::nullopt;
+}
+
 std::optional<json::value> parse_json(std::string_view body) {
   boost::system::error_code ec;
   auto v = json::parse(body, ec);
@@ -268,11 +283,9 @@ result<operation> parse_operation(std::string_view body) {
   op.zone = last_segment(str_or(o, "zone"));
   // An HTTP status is a small whole number; anything else (a fraction, a negative, 1e300) is
   // ignored rather than trusted.
-  if (const auto* code = o.if_contains("httpErrorStatusCode"); code) {
-    if (code->is_int64() && code->get_int64() >= 0 && code->get_int64() <= 999)
-      op.http_error_status_code = static_cast<unsigned>(code->get_int64());
-    else if (code->is_uint64() && code->get_uint64() <= 999)
-      op.http_error_status_code = static_cast<unsigned>(code->get_uint64());
+  if (const auto* code = o.if_contains("httpErrorStatusCode"); code && code->is_number()) {
+    if (const auto n = int_of(code); n && *n >= 0 && *n <= 999)
+      op.http_error_status_code = static_cast<unsigned>(*n);
   }
   op.http_error_message = str_or(o, "httpErrorMessage");
   if (const auto* err = o.if_contains("error"); err && err->is_object()) {
@@ -500,21 +513,6 @@ namespace {
 
 constexpr std::string_view description_prefix = "cloudbrain reservation:";
 constexpr std::size_t description_limit = 2048;
-
-// Google's int64 fields come as decimal strings; plain numbers are taken too.
-std::optional<long long> int_of(const json::value* v) {
-  if (!v) return std::nullopt;
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
-    return static_cast<long long>(v->get_uint64());
-  if (v->is_string()) {
-    const auto s = v->get_string();
-    long long n = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc{} && end == s.data() + s.size()) return n;
-  }
-  return std::nullopt;
-}
 
 bool is_label_text(std::string_view s) {
   return !s.empty() && s.size() <= 63 && std::all_of(s.begin(), s.end(), [](char c) {
