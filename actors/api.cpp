@@ -151,21 +151,26 @@ net::handler api::authenticated(handler_fn fn, token_role needed) {
     }
     auto res = co_await (this->*fn)(ctx, *token);
     const auto method = ctx.req.method();
-    if (method != http::verb::get && method != http::verb::head) {
+    if (method != http::verb::get && method != http::verb::head && !ctx.audited) {
       co_await audit(ctx, token->id, res);
     }
     co_return res;
   };
 }
 
-asio::awaitable<void> api::audit(const net::request_context& ctx, std::int64_t token_id,
-                                 const net::response& res) {
+audit_event api::audit_origin(const net::request_context& ctx, std::int64_t token_id) {
   audit_event e;
   e.token_id = token_id;
   e.request_id = ctx.request_id;
   e.address = ctx.remote.address().to_string();
   e.action = std::string(ctx.route);
   e.method = std::string(ctx.req.method_string());
+  return e;
+}
+
+asio::awaitable<void> api::audit(const net::request_context& ctx, std::int64_t token_id,
+                                 const net::response& res) {
+  audit_event e = audit_origin(ctx, token_id);
   // What was acted on: a create's new resource (its Location), else the path.
   const auto location = res.find(http::field::location);
   if (location != res.end()) {
@@ -220,7 +225,10 @@ asio::awaitable<net::response> api::create_instance(net::request_context& ctx,
 
   auto idem = idempotency_of(ctx.req, ctx.req.body());
   if (!idem) co_return invalid_idempotency_key();
-  auto created = co_await store_.create(req, token.id, token.owner(), *idem);
+  auto created =
+      co_await store_.create(req, token.id, token.owner(), *idem, audit_origin(ctx, token.id));
+  // A create that is stored has its audit record in the same transaction.
+  if (created && !created->replayed) ctx.audited = true;
   if (!created && req.reservation_id && created.error().is(errc::conflict)) {
     auto refusing = reservation_refused(req, token.owner());
     co_return co_await std::move(refusing);

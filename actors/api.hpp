@@ -62,6 +62,9 @@ class api {
   // `needed`: client routes take client and admin tokens; admin routes only admin tokens; a
   // driver token is refused on every route.
   [[nodiscard]] net::handler authenticated(handler_fn fn, token_role needed = token_role::client);
+  // Who made the request, and how: an audit record without its target, status and outcome.
+  [[nodiscard]] static audit_event audit_origin(const net::request_context& ctx,
+                                                std::int64_t token_id);
   boost::asio::awaitable<void> audit(const net::request_context& ctx, std::int64_t token_id,
                                      const net::response& res);
   // The sections of the providers served now (a reload may add some).

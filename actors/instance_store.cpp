@@ -57,19 +57,26 @@ k AS (
                                 response_body)
   SELECT $9::bigint, $12, decode($13, 'hex'), (SELECT id FROM ins), 201, b::jsonb
   FROM body WHERE $12::text IS NOT NULL
-  RETURNING 1)
+  RETURNING 1),
+a AS (
+  INSERT INTO audit_events (token_id, request_id, address, action, method, target, status,
+                            outcome)
+  SELECT $9::bigint, $15, $16, $17, $18, id::text, 201, 'ok' FROM ins)
 SELECT b, (SELECT count(*) FROM j), (SELECT count(*) FROM k) FROM body)");
 
 // Group commit: the creates of a batch, as arrays, in one statement. An Idempotency-Key that is
 // taken already (or twice in the batch) leaves its create out; its caller replays the first
 // answer. Keys are inserted in order, so that two batches holding the same keys cannot
 // deadlock. The instances' JSON is the service's to write: they are as the request said, with
-// the transaction's timestamp, returned once per row.
+// the transaction's timestamp, returned once per row. Each stored create's audit record is
+// written with it: the trail's row commits with the change, and costs no transaction of its own.
 const char* const create_batch_sql = R"(
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                       $7::jsonb[], $8::bigint[], $9::text[], $10::text[])
-    AS t(id, provider, image, instance_type, public_ssh_key, zone, tags, created_by, key, hash)),
+                       $7::jsonb[], $8::bigint[], $9::text[], $10::text[], $12::text[],
+                       $13::text[], $14::text[], $15::text[])
+    AS t(id, provider, image, instance_type, public_ssh_key, zone, tags, created_by, key, hash,
+         request_id, address, action, method)),
 stamp AS (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at),
 k AS (
   INSERT INTO idempotency_keys (token_id, key, request_hash, instance_id, response_status,
@@ -94,7 +101,12 @@ ins AS (
   RETURNING id, provider),
 j AS (
   INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
-  SELECT 'create_instance', id, provider, 'create-' || id, $11::int FROM ins)
+  SELECT 'create_instance', id, provider, 'create-' || id, $11::int FROM ins),
+a AS (
+  INSERT INTO audit_events (token_id, request_id, address, action, method, target, status,
+                            outcome)
+  SELECT t.created_by, t.request_id, t.address, t.action, t.method, t.id::text, 201, 'ok'
+  FROM input t WHERE t.id IN (SELECT id FROM ins))
 SELECT ins.id::text, s.at FROM ins, stamp s)";
 
 // An instance row `i` as plain columns, for append_instance_json: rendering the JSON here costs
@@ -472,11 +484,11 @@ instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::st
 
 asio::awaitable<result<created_instance>> instance_store::create(
     const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
-    const std::optional<idempotent_request>& idem) {
+    const std::optional<idempotent_request>& idem, const audit_event& record) {
   // A launch into a reservation takes one of its places in the same statement: alone.
-  if (req.reservation_id) co_return co_await create_one(req, token_id, owner, idem);
+  if (req.reservation_id) co_return co_await create_one(req, token_id, owner, idem, record);
   for (int round = 0; round < 2; ++round) {
-    create_item item{uuid::generate_v7().str(), req, token_id, idem};
+    create_item item{uuid::generate_v7().str(), req, token_id, idem, record};
     const std::string id = item.id;
     auto submitting = creates_.submit(std::move(item), after(pool_.config().query_timeout));
     auto body = co_await std::move(submitting);
@@ -502,7 +514,7 @@ asio::awaitable<result<created_instance>> instance_store::create(
 
 asio::awaitable<result<created_instance>> instance_store::create_one(
     const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
-    const std::optional<idempotent_request>& idem) {
+    const std::optional<idempotent_request>& idem, const audit_event& record) {
   for (int round = 0; round < 2; ++round) {
     if (idem) {
       auto finding = find_replay(pool_, token_id, *idem);
@@ -528,7 +540,11 @@ asio::awaitable<result<created_instance>> instance_store::create_one(
         std::to_string(max_attempts_),
         idem ? std::optional<std::string>(idem->key) : std::nullopt,
         idem ? std::optional<std::string>(idem->request_hash) : std::nullopt,
-        owner ? std::optional<std::string>(std::to_string(*owner)) : std::nullopt};
+        owner ? std::optional<std::string>(std::to_string(*owner)) : std::nullopt,
+        record.request_id,
+        record.address,
+        record.action,
+        record.method};
     auto r = co_await pool_.execute(stmt_instance_create, query_args_3);
     if (!r) {
       if (idem && r.error().is(errc::db_unique_violation)) continue;  // a concurrent twin
@@ -602,8 +618,10 @@ asio::awaitable<result<std::vector<instance_store::create_result>>> instance_sto
     std::span<const create_item> items, deadline dl) {
   const std::size_t n = items.size();
   std::vector<std::string> ids, providers, images, types, tags, tokens;
+  std::vector<std::string_view> request_ids, addresses, actions, methods;
   std::vector<std::optional<std::string>> keys_ssh, zones, idem_keys, hashes;
   for (auto* v : {&ids, &providers, &images, &types, &tags, &tokens}) v->reserve(n);
+  for (auto* v : {&request_ids, &addresses, &actions, &methods}) v->reserve(n);
   for (auto* v : {&keys_ssh, &zones, &idem_keys, &hashes}) v->reserve(n);
   for (const auto& item : items) {
     ids.push_back(item.id);
@@ -617,11 +635,17 @@ asio::awaitable<result<std::vector<instance_store::create_result>>> instance_sto
     idem_keys.push_back(item.idem ? std::optional<std::string>(item.idem->key) : std::nullopt);
     hashes.push_back(item.idem ? std::optional<std::string>(item.idem->request_hash)
                                : std::nullopt);
+    request_ids.push_back(item.record.request_id);
+    addresses.push_back(item.record.address);
+    actions.push_back(item.record.action);
+    methods.push_back(item.record.method);
   }
-  const params args{pg::text_array(ids),    pg::text_array(providers),    pg::text_array(images),
-                    pg::text_array(types),  pg::text_array(keys_ssh),     pg::text_array(zones),
-                    pg::text_array(tags),   pg::text_array(tokens),       pg::text_array(idem_keys),
-                    pg::text_array(hashes), std::to_string(max_attempts_)};
+  const params args{
+      pg::text_array(ids),       pg::text_array(providers),     pg::text_array(images),
+      pg::text_array(types),     pg::text_array(keys_ssh),      pg::text_array(zones),
+      pg::text_array(tags),      pg::text_array(tokens),        pg::text_array(idem_keys),
+      pg::text_array(hashes),    std::to_string(max_attempts_), pg::text_array(request_ids),
+      pg::text_array(addresses), pg::text_array(actions),       pg::text_array(methods)};
   auto r = co_await pool_.execute(stmt_instance_create_batch, args, dl);
   if (!r) co_return r.error();
   // Rows come back in no promised order: match them by id.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/audit_log.hpp"
 #include "actors/list_query.hpp"
 
 #include "actors/idempotency.hpp"
@@ -115,10 +116,12 @@ class instance_store {
   // answer comes once the instance and its job are committed, with the creates that arrived
   // alongside (one transaction); one that the database refuses fails alone.
   // `owner`: the caller's scope; a launch into a reservation it may not see is refused as into
-  // one that does not exist.
+  // one that does not exist. `record`: the request's audit record (token, request id, address,
+  // action, method); a create that is stored writes it in the same transaction, with the new
+  // id as its target, 201 and ok. A replay or a refusal writes none: the caller's to record.
   boost::asio::awaitable<result<created_instance>> create(
       const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
-      const std::optional<idempotent_request>& idem);
+      const std::optional<idempotent_request>& idem, const audit_event& record);
   // `owner`: the caller's scope (verified_token::owner()): an instance another token created is
   // not_found to it, as one that does not exist.
   boost::asio::awaitable<result<std::string>> get_json(const std::string& id,
@@ -209,6 +212,7 @@ class instance_store {
     instance_request req;
     std::int64_t token_id = 0;
     std::optional<idempotent_request> idem;
+    audit_event record;  // written with the instance
   };
   // The instance's JSON once committed; nullopt when its Idempotency-Key was taken already.
   using create_result = std::optional<std::string>;
@@ -223,7 +227,7 @@ class instance_store {
 
   boost::asio::awaitable<result<created_instance>> create_one(
       const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
-      const std::optional<idempotent_request>& idem);
+      const std::optional<idempotent_request>& idem, const audit_event& record);
   boost::asio::awaitable<create_results> insert_batch(std::vector<create_item>& items, deadline dl);
   boost::asio::awaitable<result<std::vector<create_result>>> insert_rows(
       std::span<const create_item> items, deadline dl);

@@ -426,7 +426,7 @@ asio::awaitable<bool> serve_request(server_state& s, server_connection& c,
   }
 
   const request req = parser.release();
-  request_context ctx{req, request_id_for(req, ids), remote, {}, {}, {}, {}};
+  request_context ctx{req, request_id_for(req, ids), remote, {}, {}, {}, {}, false};
   std::string_view route = "unmatched";
   std::string decoded_path;
   response res;

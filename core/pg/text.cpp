@@ -14,6 +14,17 @@ void append_element(std::string& out, std::string_view v) {
   out += '"';
 }
 
+template <class Strings>
+std::string plain_text_array(const Strings& elements) {
+  std::string out = "{";
+  for (const auto& e : elements) {
+    if (out.size() > 1) out += ',';
+    append_element(out, e);
+  }
+  out += '}';
+  return out;
+}
+
 }  // namespace
 
 param to_param(std::int64_t v) {
@@ -36,14 +47,10 @@ std::string text_array(std::span<const std::optional<std::string>> elements) {
   return out;
 }
 
-std::string text_array(std::span<const std::string> elements) {
-  std::string out = "{";
-  for (const auto& e : elements) {
-    if (out.size() > 1) out += ',';
-    append_element(out, e);
-  }
-  out += '}';
-  return out;
+std::string text_array(std::span<const std::string> elements) { return plain_text_array(elements); }
+
+std::string text_array(std::span<const std::string_view> elements) {
+  return plain_text_array(elements);
 }
 
 std::vector<const char*> param_values(std::span<const param> params) {

@@ -30,6 +30,7 @@ template <class T>
 // element.
 [[nodiscard]] std::string text_array(std::span<const std::optional<std::string>> elements);
 [[nodiscard]] std::string text_array(std::span<const std::string> elements);
+[[nodiscard]] std::string text_array(std::span<const std::string_view> elements);
 
 // The values array libpq wants: one pointer per parameter, nullptr for NULL. The pointers point
 // into `params`, which must outlive the result.

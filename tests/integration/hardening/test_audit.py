@@ -5,11 +5,12 @@ nothing else: no GET, no request refused before its token was known.
 
 stdlib only; tests/run-all.sh provides the binary and the database template.
 """
+import concurrent.futures
 import json
 import subprocess
 import unittest
 
-from cloudbrain_test import ServiceTestCase
+from cloudbrain_test import ServiceTestCase, wait_until
 
 
 class ScriptedSession(ServiceTestCase):
@@ -110,6 +111,72 @@ class ScriptedSession(ServiceTestCase):
         out = self.service.cli("audit", "--limit", "0", check=False)
         self.assertEqual(out.returncode, 2)
         self.assertIn("cannot use '--limit'", out.stderr)
+
+
+class CreateRecords(ServiceTestCase):
+    def audit(self, *args):
+        out = self.service.cli("audit", "--json", *args)
+        return json.loads(out.stdout)
+
+    def test_each_create_is_recorded_once_whichever_way_it_is_stored(self):
+        """A stored create writes its record in its own transaction (batched, or alone into a
+        reservation); a replay and a refusal are recorded as they are answered. Concurrent
+        creates share batches: every one has its own record, with its own request id."""
+        svc = self.service
+        token_id = int(svc.token.split("-")[0])
+        start = self.audit("--limit", "1")["events"][0]["id"]
+
+        def create(i, extra=None, key=None, image=None):
+            headers = {"X-Request-ID": f"audit-many-{i}"}
+            if key:
+                headers["Idempotency-Key"] = key
+            body = {"provider": "gce", "image": image or "img-%d" % i}
+            body.update(extra or {})
+            return svc.request("POST", "/instances", body, headers=headers)
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(create, range(40)))
+        for r in answers:
+            self.assertEqual(r.status, 201, r)
+        first = create(100, key="audit-key-1", image="img-keyed")
+        replay = create(101, key="audit-key-1", image="img-keyed")
+        self.assertEqual(first.status, 201, first)
+        self.assertEqual(replay.status, 201, replay)
+        self.assertEqual(replay.header("Idempotent-Replayed"), "true")
+        reserved = svc.request("POST", "/reservations",
+                               {"provider": "gce", "count": 1, "duration_minutes": 30})
+        self.assertEqual(reserved.status, 201, reserved)
+        rid = reserved.json()["id"]
+        wait_until(lambda: svc.request("GET", "/reservations/" + rid).json()["state"] == "active",
+                   30, what="the reservation to be active")
+        launched = create(102, {"reservation_id": rid})
+        self.assertEqual(launched.status, 201, launched)
+        full = create(103, {"reservation_id": rid})
+        self.assertEqual(full.status, 409, full)
+
+        events = [e for e in self.audit("--action", "instances.create", "--limit", "1000")["events"]
+                  if e["id"] > start]
+        by_request = {}
+        for e in events:
+            self.assertNotIn(e["request_id"], by_request, e)
+            by_request[e["request_id"]] = e
+            self.assertEqual((e["token_id"], e["address"], e["method"]),
+                             (token_id, "127.0.0.1", "POST"), e)
+        expected = {f"audit-many-{i}": (201, "ok", answers[i].json()["id"]) for i in range(40)}
+        expected["audit-many-100"] = (201, "ok", first.json()["id"])
+        expected["audit-many-101"] = (201, "ok", first.json()["id"])
+        expected["audit-many-102"] = (201, "ok", launched.json()["id"])
+        expected["audit-many-103"] = (409, full.json()["code"], "/instances")
+        self.assertEqual({k: (e["status"], e["outcome"], e["target"])
+                          for k, e in by_request.items()}, expected)
+        # Every instance row has the record of the create that stored it, and no other row does.
+        # 40 at once, the keyed one, the one into the reservation.
+        stored = self.db.query(
+            "SELECT (SELECT count(*) FROM instances), count(*), count(DISTINCT a.id)"
+            " FROM instances i JOIN audit_events a"
+            " ON a.target = i.id::text AND a.action = 'instances.create' AND a.status = 201"
+            f" AND a.request_id <> 'audit-many-101' WHERE a.id > {start}")
+        self.assertEqual(stored.strip(), "42|42|42")
 
 
 class AdminRead(ServiceTestCase):
