@@ -99,7 +99,7 @@ else
 fi
 check "sqitch verify" cb_schema_verify "$DATABASE_URL"
 check_eq "sqitch.changes has every change of project cloudbrain, in order" \
-  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes lean_creates" \
+  "tokens instances instance_events idempotency_keys jobs orphan_events reservations reservation_idempotency reservation_sets usage_history statement_triggers token_roles audit_trail cluster token_scopes lean_creates claim_indexes" \
   "$(q "select string_agg(change, ' ' order by committed_at, change_id) from sqitch.changes
         where project = 'cloudbrain'" 2>&1)"
 
@@ -115,7 +115,7 @@ check_eq "type job_kind has its labels" \
 check_eq "type job_state has its labels" "{queued,running,succeeded,failed,cancelled}" \
   "$(q "select enum_range(null::public.job_state)::text" 2>&1)"
 check_eq "every index exists" \
-  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_created_by_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_created_by_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_created_by_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
+  "audit_events_at_idx audit_events_token_id_id_idx cluster_roles_provider_role_key idempotency_keys_created_at_idx instance_events_ended_at_idx instance_events_instance_id_id_idx instance_events_orphans_idx instances_created_at_id_idx instances_created_by_created_at_id_idx instances_provider_state_created_at_id_idx instances_reservation_id_idx instances_state_created_at_id_idx instances_tags_idx jobs_claim_idx jobs_instance_id_idx jobs_one_unfinished_per_kind_idx jobs_one_unfinished_per_reservation_kind_idx jobs_reservation_id_idx jobs_running_idx reservation_events_ended_at_idx reservation_events_orphans_idx reservation_events_reservation_id_id_idx reservation_set_events_set_id_id_idx reservation_sets_created_at_id_idx reservation_sets_created_by_created_at_id_idx reservation_sets_tags_idx reservation_sets_unsettled_idx reservations_created_at_id_idx reservations_created_by_created_at_id_idx reservations_live_ends_at_idx reservations_live_state_idx reservations_provider_state_idx reservations_set_member_idx reservations_tags_idx" \
   "$(q "select string_agg(indexname, ' ' order by indexname) from pg_indexes
         where schemaname = 'public' and indexname not like '%_pkey'" 2>&1)"
 check_eq "the tags index is GIN jsonb_path_ops" "t" \
@@ -356,9 +356,11 @@ token_scopes|a scoped listing index is missing|drop index reservations_created_b
 lean_creates|the DELETE guard is missing|drop trigger instances_never_deleted on instances
 lean_creates|the TRUNCATE guard is missing|drop trigger instances_never_truncated on instances
 lean_creates|a foreign key to instances is back|alter table jobs add foreign key (instance_id) references instances (id)
+claim_indexes|the running jobs' index is missing|drop index jobs_running_idx
+claim_indexes|the claim index is not in the claim's order|drop index jobs_claim_idx; create index jobs_claim_idx on jobs (provider, run_at) where state in ('queued', 'running')
 MUTATIONS
 for change in tokens instances instance_events idempotency_keys jobs reservation_sets usage_history \
-  statement_triggers token_roles audit_trail cluster token_scopes lean_creates; do
+  statement_triggers token_roles audit_trail cluster token_scopes lean_creates claim_indexes; do
   check "verify/$change.sql passes on the intact schema (the damage was rolled back)" \
     verify_with "$change" "select 1"
 done
@@ -541,6 +543,29 @@ check_eq "one INSERT of three jobs for two providers sends one NOTIFY per provid
   "one two" \
   "$(grep -o 'cloudbrain_jobs" with payload "[a-z]*"' <<<"$notified" | sed 's/.*payload "//; s/"$//' |
     sort | xargs)"
+
+echo "# a claim reads as far as its limit, however long the queue"
+q "begin" "set local session_replication_role = replica" \
+  "insert into instances (id, provider, image, instance_type)
+     select gen_random_uuid(), 'long', 'img', 'standard' from generate_series(1, 20000)" \
+  "insert into jobs (kind, instance_id, provider, cloud_key, state, lease_expires_at)
+     select 'create_instance', id, 'long', 'k-' || id,
+            case when row_number() over () <= 50 then 'running' else 'queued' end::job_state,
+            case when row_number() over () <= 50 then now() + interval '1 minute' end
+     from instances where provider = 'long'" \
+  "commit" "analyze jobs" >/dev/null
+# The claim's two reads (actors/instance_store.cpp): the due jobs in order, and the running ones.
+claim_plan=$(q "explain (costs off) select id from jobs
+    where provider = 'long' and ((state = 'queued' and run_at <= now())
+                                 or (state = 'running' and lease_expires_at < now()))
+    order by run_at, id limit 10 for update skip locked" 2>&1)
+check_eq "the due jobs are read in the claim index's order, with no sort" "jobs_claim_idx|0" \
+  "$(grep -o 'Index Scan using [a-z_]*' <<<"$claim_plan" | sed 's/.* //')|$(grep -c Sort <<<"$claim_plan")"
+running_plan=$(q "explain (costs off) select count(*) from jobs
+    where provider = 'long' and state = 'running' and lease_expires_at >= now()" 2>&1)
+check_eq "the running jobs are counted from their own index" "jobs_running_idx" \
+  "$(grep -o 'Index Only Scan using [a-z_]*\|Index Scan using [a-z_]*' <<<"$running_plan" |
+     sed 's/.* //')"
 
 summary
 ((failed == 0))
