@@ -324,7 +324,11 @@ asio::awaitable<net::response> api::delete_instance(net::request_context& ctx,
                                                     const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return not_found(ctx.param("id"));
-  auto body = co_await store_.request_delete(id->str(), token.owner());
+  auto record = audit_origin(ctx, token.id);
+  record.target = std::string(ctx.path);
+  auto body = co_await store_.request_delete(id->str(), token.owner(), record);
+  // A delete answered with its instance has its audit record in the same transaction.
+  if (body) ctx.audited = true;
   if (!body) {
     if (body.error().is(errc::not_found)) co_return not_found(id->str());
     co_return net::problem_from_error(body.error());

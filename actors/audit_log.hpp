@@ -3,8 +3,9 @@
 // The audit trail (schema change audit_trail): every mutation, who made it and how it ended.
 // The API records each POST and DELETE it answers before the answer goes out, so that no
 // answered mutation is missing from the trail; concurrent records share one INSERT (group
-// commit). A stored instance create, and the command line's token create and revoke, write
-// theirs in the same statement as the change. Reading is for admins: GET /audit and `cloudbrain
+// commit). An instance create that is stored, an instance delete answered with the instance,
+// and the command line's token create and revoke write theirs in the same statement as the
+// change. Reading is for admins: GET /audit and `cloudbrain
 // audit`.
 
 #include "core/batch_queue.hpp"

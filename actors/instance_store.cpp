@@ -174,7 +174,9 @@ const list_statements list_statement_set;
 // left it, or, when it was terminating or terminated already, as locked; an unknown id does not
 // come back, nor does one that no caller of the batch may see: $1 and $2 are pairs of an id and
 // the creator its caller is confined to (NULL: any), and the creator is the last column, for
-// each caller's own check.
+// each caller's own check. Each request answered with its instance has its audit record
+// written here, with the change: $3 to $8 are the records' token, request id, address, action,
+// method and target, in the order of the pairs.
 const std::string delete_batch_sql = R"(
 WITH input AS (
   SELECT DISTINCT q.id FROM unnest($1::uuid[], $2::bigint[]) AS q(id, owner)
@@ -190,7 +192,16 @@ j AS (
   INSERT INTO jobs (kind, instance_id, provider, cloud_key, max_attempts)
   SELECT 'delete_instance', u.id, u.provider, 'delete-' || u.id, 2147483647 FROM upd u
   ORDER BY u.id
-  ON CONFLICT (instance_id, kind) WHERE state IN ('queued', 'running') DO NOTHING)
+  ON CONFLICT (instance_id, kind) WHERE state IN ('queued', 'running') DO NOTHING),
+a AS (
+  INSERT INTO audit_events (token_id, request_id, address, action, method, target, status,
+                            outcome)
+  SELECT q.token_id, q.request_id, q.address, q.action, q.method, q.target, 202, 'ok'
+  FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[])
+    AS q(id, owner, token_id, request_id, address, action, method, target)
+  WHERE EXISTS (SELECT 1 FROM locked l
+                WHERE l.id = q.id AND (q.owner IS NULL OR l.created_by = q.owner)))
 SELECT )" + std::string(instance_columns_sql) +
                                      R"(, i.created_by FROM upd i
 UNION ALL
@@ -478,9 +489,10 @@ instance_store::instance_store(asio::any_io_executor ex, pg::pool& pool, std::st
           [this](std::vector<create_item>& items, deadline dl) { return insert_batch(items, dl); }),
       reads_(ex, "instance reads", batching.reads,
              [this](std::vector<read_item>& items, deadline dl) { return read_batch(items, dl); }),
-      deletes_(
-          ex, "instance deletes", batching.deletes,
-          [this](std::vector<read_item>& items, deadline dl) { return delete_batch(items, dl); }) {}
+      deletes_(ex, "instance deletes", batching.deletes,
+               [this](std::vector<delete_item>& items, deadline dl) {
+                 return delete_batch(items, dl);
+               }) {}
 
 asio::awaitable<result<created_instance>> instance_store::create(
     const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
@@ -770,8 +782,9 @@ asio::awaitable<result<list_page>> instance_store::list(const list_filter& f) {
 }
 
 asio::awaitable<result<std::string>> instance_store::request_delete(
-    const std::string& id, std::optional<std::int64_t> owner) {
-  auto deleting = deletes_.submit(read_item{id, owner}, after(pool_.config().query_timeout));
+    const std::string& id, std::optional<std::int64_t> owner, const audit_event& record) {
+  auto deleting =
+      deletes_.submit(delete_item{id, owner, record}, after(pool_.config().query_timeout));
   auto body = co_await std::move(deleting);
   if (!body) co_return body.error();
   if (!*body) co_return fail(errc::not_found, "no instance " + id);
@@ -779,27 +792,39 @@ asio::awaitable<result<std::string>> instance_store::request_delete(
 }
 
 asio::awaitable<std::vector<result<instance_store::read_result>>> instance_store::delete_batch(
-    std::vector<read_item>& items, deadline dl) {
+    std::vector<delete_item>& items, deadline dl) {
   std::vector<result<read_result>> out(items.size());
-  auto deleting = write_apart<read_item, read_result>(
+  auto deleting = write_apart<delete_item, read_result>(
       items, dl, out,
-      [this](std::span<const read_item> part, deadline d) { return delete_rows(part, d); });
+      [this](std::span<const delete_item> part, deadline d) { return delete_rows(part, d); });
   co_await std::move(deleting);
   co_return out;
 }
 
 asio::awaitable<result<std::vector<instance_store::read_result>>> instance_store::delete_rows(
-    std::span<const read_item> items, deadline dl) {
+    std::span<const delete_item> items, deadline dl) {
   std::vector<std::string> ids;
-  std::vector<std::optional<std::string>> owners;
+  std::vector<std::optional<std::string>> owners, tokens;
+  std::vector<std::string_view> request_ids, addresses, actions, methods, targets;
+  for (auto* v : {&owners, &tokens}) v->reserve(items.size());
+  for (auto* v : {&request_ids, &addresses, &actions, &methods, &targets}) v->reserve(items.size());
   ids.reserve(items.size());
-  owners.reserve(items.size());
+  const auto number = [](const std::optional<std::int64_t>& n) {
+    return n ? std::optional<std::string>(std::to_string(*n)) : std::nullopt;
+  };
   for (const auto& item : items) {
     ids.push_back(item.id);
-    owners.push_back(item.owner ? std::optional<std::string>(std::to_string(*item.owner))
-                                : std::nullopt);
+    owners.push_back(number(item.owner));
+    tokens.push_back(number(item.record.token_id));
+    request_ids.push_back(item.record.request_id);
+    addresses.push_back(item.record.address);
+    actions.push_back(item.record.action);
+    methods.push_back(item.record.method);
+    targets.push_back(item.record.target);
   }
-  const params args{pg::text_array(ids), pg::text_array(owners)};
+  const params args{pg::text_array(ids),         pg::text_array(owners),    pg::text_array(tokens),
+                    pg::text_array(request_ids), pg::text_array(addresses), pg::text_array(actions),
+                    pg::text_array(methods),     pg::text_array(targets)};
   auto r = co_await pool_.execute(stmt_instance_delete_batch, args, dl);
   if (!r) co_return r.error();
   // Rows come back in no promised order, once per distinct id that some caller of the batch may

@@ -130,9 +130,11 @@ class instance_store {
   // The instance as it is once the delete is committed (terminating, or as it was if it was
   // terminating or terminated already); not_found when there is no such instance, or when
   // `owner` (the caller's scope) did not create it. Deletes that arrive together share one
-  // statement and one commit.
+  // statement and one commit. `record`: the request's audit record (its target included); a
+  // delete answered with the instance writes it in the same transaction, with 202 and ok.
   boost::asio::awaitable<result<std::string>> request_delete(const std::string& id,
-                                                             std::optional<std::int64_t> owner);
+                                                             std::optional<std::int64_t> owner,
+                                                             const audit_event& record);
 
   // The batch queues' figures, for /metrics.
   [[nodiscard]] const batch_counters& create_counters() const { return creates_.counters(); }
@@ -224,6 +226,12 @@ class instance_store {
   };
   // The instance's JSON; nullopt when there is no such instance (for that caller).
   using read_result = std::optional<std::string>;
+  // One DELETE of a batch: a read's, and the audit record written with it.
+  struct delete_item {
+    std::string id;
+    std::optional<std::int64_t> owner;
+    audit_event record;
+  };
 
   boost::asio::awaitable<result<created_instance>> create_one(
       const instance_request& req, std::int64_t token_id, std::optional<std::int64_t> owner,
@@ -234,16 +242,16 @@ class instance_store {
   boost::asio::awaitable<std::vector<result<read_result>>> read_batch(std::vector<read_item>& items,
                                                                       deadline dl);
   boost::asio::awaitable<std::vector<result<read_result>>> delete_batch(
-      std::vector<read_item>& items, deadline dl);
+      std::vector<delete_item>& items, deadline dl);
   boost::asio::awaitable<result<std::vector<read_result>>> delete_rows(
-      std::span<const read_item> items, deadline dl);
+      std::span<const delete_item> items, deadline dl);
 
   pg::pool& pool_;
   std::string owner_;
   unsigned max_attempts_;
   batch_queue<create_item, create_result> creates_;
   batch_queue<read_item, read_result> reads_;
-  batch_queue<read_item, read_result> deletes_;
+  batch_queue<delete_item, read_result> deletes_;
 };
 
 // The SQL expression that renders an instance row `i` as API JSON.

@@ -118,10 +118,11 @@ class CreateRecords(ServiceTestCase):
         out = self.service.cli("audit", "--json", *args)
         return json.loads(out.stdout)
 
-    def test_each_create_is_recorded_once_whichever_way_it_is_stored(self):
+    def test_each_create_and_delete_is_recorded_once_whichever_way_it_is_stored(self):
         """A stored create writes its record in its own transaction (batched, or alone into a
-        reservation); a replay and a refusal are recorded as they are answered. Concurrent
-        creates share batches: every one has its own record, with its own request id."""
+        reservation), and so does a delete answered with its instance; a replay and a refusal
+        are recorded as they are answered. Concurrent requests share batches: every one has its
+        own record, with its own request id."""
         svc = self.service
         token_id = int(svc.token.split("-")[0])
         start = self.audit("--limit", "1")["events"][0]["id"]
@@ -177,6 +178,34 @@ class CreateRecords(ServiceTestCase):
             " ON a.target = i.id::text AND a.action = 'instances.create' AND a.status = 201"
             f" AND a.request_id <> 'audit-many-101' WHERE a.id > {start}")
         self.assertEqual(stored.strip(), "42|42|42")
+
+        # Deletes share batches too: each one answered with its instance has its own record,
+        # written with the change; one of an unknown id is recorded as it is answered.
+        ids = [answers[i].json()["id"] for i in range(40)]
+
+        def delete(i):
+            return svc.request("DELETE", "/instances/" + ids[i % 40],
+                               headers={"X-Request-ID": f"audit-delete-{i}"})
+
+        last = self.audit("--limit", "1")["events"][0]["id"]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            deleted = list(pool.map(delete, range(60)))  # 20 of them twice
+        for r in deleted:
+            self.assertEqual(r.status, 202, r)
+        missing = svc.request("DELETE", "/instances/00000000-0000-7000-8000-000000000000",
+                              headers={"X-Request-ID": "audit-delete-missing"})
+        self.assertEqual(missing.status, 404, missing)
+        events = [e for e in self.audit("--action", "instances.delete", "--limit", "1000")["events"]
+                  if e["id"] > last]
+        got = {e["request_id"]: (e["status"], e["outcome"], e["target"], e["token_id"])
+               for e in events}
+        self.assertEqual(len(events), len(got))
+        want = {f"audit-delete-{i}": (202, "ok", "/instances/" + ids[i % 40], token_id)
+                for i in range(60)}
+        want["audit-delete-missing"] = (404, "instance_not_found",
+                                        "/instances/00000000-0000-7000-8000-000000000000",
+                                        token_id)
+        self.assertEqual(got, want)
 
 
 class AdminRead(ServiceTestCase):
