@@ -6,6 +6,9 @@
 #   3. GET /instances (100 a page) p99 at 8 connections, with 10k, 100k and 1M instances
 #   4. the service's RSS with 100k+ instances, after each of five load rounds, and its peak
 #
+# Beside each POST and GET figure: the CPU microseconds a request cost the service and the
+# PostgreSQL server over the run (their CPU time from /proc, whatever else the machine runs).
+#
 # A Release build with the fake provider, wrk and pgbench on loopback, and a PostgreSQL cluster
 # of its own with fsync and synchronous_commit ON (the test clusters of tests/support/pg.sh run
 # without them), shared by pgbench and the service. Every load is bounded in time. Ratios are
@@ -126,6 +129,24 @@ pgbench_tps() {
 }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$service_pid/status"; }
+# CPU time (user + system, in clock ticks) of the service, and of the PostgreSQL server: the
+# postmaster and every process it runs now (backends, WAL writer, checkpointer, ...).
+cpu_ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || continue
+    t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+service_ticks() { cpu_ticks "$service_pid"; }
+postgres_ticks() { cpu_ticks "$CB_PG_PID" $(pgrep -P "$CB_PG_PID"); }
+ticks_per_second=$(getconf CLK_TCK)
+# per_request TICKS REQUESTS_PER_SECOND: CPU microseconds a request over the run.
+per_request() {
+  awk -v t="$1" -v r="$2" -v s="$seconds" -v hz="$ticks_per_second" \
+    'BEGIN { printf "%.0f", r > 0 ? t / hz * 1e6 / (r * s) : 0 }'
+}
 # The VMs the fake cloud holds: it lives in the process, so its VMs are in the RSS too.
 fake_vms() {
   curl -sf -H "Authorization: token $CLOUDBRAIN_TOKEN" "$url/providers" |
@@ -156,13 +177,17 @@ bulk_to 100000
 list_100k=$(list_p99)
 
 echo "RSS after the listings: $(rss_kb) kB"
+echo "(CPU: microseconds of CPU a request, the service's / PostgreSQL's, over the run)"
 printf '\n%-6s %10s %10s %8s | %10s %10s %8s\n' round "pgbench/s" "POST/s" ratio \
   "livez/s" "GET/s" ratio
 post_ratios=() get_ratios=()
 for ((round = 1; round <= rounds; round++)); do
   tps=$(pgbench_tps)
   before=$(cb_psql -At -c "SELECT count(*) FROM instances")
+  service0=$(service_ticks) postgres0=$(postgres_ticks)
   read -r post_rps post_p99 post_bad post_errs <<<"$(wrk_run post_instance.lua "$connections")"
+  post_cpu="$(per_request $(($(service_ticks) - service0)) "$post_rps")/$(per_request \
+    $(($(postgres_ticks) - postgres0)) "$post_rps")"
   after=$(cb_psql -At -c "SELECT count(*) FROM instances")
   post_ok=$(awk -v r="$post_rps" -v s="$seconds" -v b="$post_bad" \
     'BEGIN { printf "%d", r * s - b }')
@@ -170,16 +195,20 @@ for ((round = 1; round <= rounds; round++)); do
   ((after - before >= post_ok)) ||
     { echo "POST: $post_ok answers 2xx but only $((after - before)) rows" >&2; exit 1; }
   read -r livez_rps _ _ _ <<<"$(wrk_run livez.lua "$connections")"
+  service0=$(service_ticks) postgres0=$(postgres_ticks)
   read -r get_rps get_p99 get_bad get_errs <<<"$(wrk_run get_instance.lua "$connections")"
+  get_cpu="$(per_request $(($(service_ticks) - service0)) "$get_rps")/$(per_request \
+    $(($(postgres_ticks) - postgres0)) "$get_rps")"
   ((get_bad == 0 && get_errs == 0)) ||
     { echo "GET: $get_bad non-2xx, $get_errs errors" >&2; exit 1; }
   post_ratio=$(awk -v a="$post_rps" -v b="$tps" 'BEGIN { printf "%.2f", a / b }')
   get_ratio=$(awk -v a="$get_rps" -v b="$livez_rps" 'BEGIN { printf "%.2f", a / b }')
   post_ratios+=("$post_ratio")
   get_ratios+=("$get_ratio")
-  printf '%-6s %10s %10s %8s | %10s %10s %8s   (POST p99 %s ms, %s non-2xx; GET p99 %s ms;' \
+  printf '%-6s %10s %10s %8s | %10s %10s %8s   (POST p99 %s ms, %s non-2xx, CPU %s us;' \
     "$round" "$tps" "$post_rps" "$post_ratio" "$livez_rps" "$get_rps" "$get_ratio" "$post_p99" \
-    "$post_bad" "$get_p99"
+    "$post_bad" "$post_cpu"
+  printf ' GET p99 %s ms, CPU %s us;' "$get_p99" "$get_cpu"
   echo " RSS $(rss_kb) kB)"
 done
 

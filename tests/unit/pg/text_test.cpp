@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <string_view>
 #include <limits>
 
 namespace cloudbrain::pg {
@@ -35,6 +36,13 @@ TEST(pg_text_array, quotes_every_element) {
                                             "back\\slash", "NULL", ""};
   EXPECT_EQ(text_array(elements), R"({"a","b c","with \"quote\"","back\\slash","NULL",""})");
   EXPECT_EQ(text_array(std::span<const std::string>()), "{}");
+}
+
+TEST(pg_text_array, views_are_quoted_as_strings_are) {
+  const std::string owned = "with \"quote\"";
+  const std::array<std::string_view, 4> elements{"a", owned, "back\\slash", ""};
+  EXPECT_EQ(text_array(elements), R"({"a","with \"quote\"","back\\slash",""})");
+  EXPECT_EQ(text_array(std::span<const std::string_view>()), "{}");
 }
 
 TEST(pg_text_array, nullopt_is_a_null_element) {
