@@ -145,7 +145,7 @@ ticks_per_second=$(getconf CLK_TCK)
 # per_request TICKS REQUESTS_PER_SECOND: CPU microseconds a request over the run.
 per_request() {
   awk -v t="$1" -v r="$2" -v s="$seconds" -v hz="$ticks_per_second" \
-    'BEGIN { printf "%.0f", r > 0 ? t / hz * 1e6 / (r * s) : 0 }'
+    'BEGIN { printf "%.0f", (r > 0 ? t / hz * 1e6 / (r * s) : 0) }'
 }
 # The VMs the fake cloud holds: it lives in the process, so its VMs are in the RSS too.
 fake_vms() {
