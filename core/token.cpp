@@ -91,9 +91,13 @@ bool constant_time_equal(const std::uint8_t* a, const std::uint8_t* b, std::size
 }
 
 std::array<std::uint8_t, 32> sha256(const void* data, std::size_t n) {
+  // Fetched once: EVP_sha256() alone makes every digest look its implementation up again
+  // (under the provider store's lock), and this runs for every request's token.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   std::array<std::uint8_t, 32> out{};
   unsigned int len = 0;
-  if (EVP_Digest(data, n, out.data(), &len, EVP_sha256(), nullptr) != 1 || len != out.size()) {
+  if (md == nullptr || EVP_Digest(data, n, out.data(), &len, md, nullptr) != 1 ||
+      len != out.size()) {
     throw std::runtime_error("sha256 failed");
   }
   return out;
