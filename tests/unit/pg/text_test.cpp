@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
-#include <string_view>
 #include <limits>
+#include <string_view>
 
 namespace cloudbrain::pg {
 namespace {
