@@ -24,6 +24,6 @@ int run_audit_command(const std::vector<std::string>& args);
 [[nodiscard]] std::string take_database_url(std::vector<std::string>& args);
 
 // The name of the last schema change this binary needs (see schema/sqitch.plan).
-inline constexpr const char* required_schema_change = "lean_creates";
+inline constexpr const char* required_schema_change = "claim_indexes";
 
 }  // namespace cloudbrain
