@@ -40,7 +40,7 @@ net::response not_found(std::string_view what) {
 
 api::api(const service_config& cfg, instance_store& store, reservation_store& reservations,
          audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
-         const provider_registry& providers, token_rate_limiter* limiter)
+         const provider_registry& providers, token_rate_limiter& limiter)
     : cfg_(cfg),
       store_(store),
       reservations_(reservations),
@@ -134,10 +134,8 @@ net::handler api::authenticated(handler_fn fn, token_role needed) {
       token = std::get<verified_token>(checked);
     }
     // Before anything else is done for the request: a refused one changes nothing.
-    if (limiter_ != nullptr) {
-      if (const auto d = limiter_->admit(token->id); !d.allowed) {
-        co_return rate_limited(d.retry_after);
-      }
+    if (const auto d = limiter_.admit(token->id); !d.allowed) {
+      co_return rate_limited(d.retry_after);
     }
     if (token->role == token_role::driver) {
       co_return role_not_allowed(token->role,
@@ -165,6 +163,7 @@ audit_event api::audit_origin(const net::request_context& ctx, std::int64_t toke
   e.address = ctx.remote.address().to_string();
   e.action = std::string(ctx.route);
   e.method = std::string(ctx.req.method_string());
+  e.target = std::string(ctx.path);
   return e;
 }
 
@@ -176,8 +175,6 @@ asio::awaitable<void> api::audit(const net::request_context& ctx, std::int64_t t
   if (location != res.end()) {
     const std::string_view l = location->value();
     e.target = std::string(l.substr(l.rfind('/') + 1));
-  } else {
-    e.target = std::string(ctx.path);
   }
   e.status = res.result_int();
   e.outcome = "ok";
@@ -324,9 +321,7 @@ asio::awaitable<net::response> api::delete_instance(net::request_context& ctx,
                                                     const verified_token& token) {
   const auto id = uuid::parse(ctx.param("id"));
   if (!id) co_return not_found(ctx.param("id"));
-  auto record = audit_origin(ctx, token.id);
-  record.target = std::string(ctx.path);
-  auto body = co_await store_.request_delete(id->str(), token.owner(), record);
+  auto body = co_await store_.request_delete(id->str(), token.owner(), audit_origin(ctx, token.id));
   // A delete answered with its instance has its audit record in the same transaction.
   if (body) ctx.audited = true;
   if (!body) {

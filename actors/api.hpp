@@ -39,10 +39,10 @@ using token_check = std::variant<verified_token, net::response>;
 // strand and talk to the actors and the store; nothing here blocks.
 class api {
  public:
-  // `limiter`: token-rate-limit, or nullptr for none.
+  // `limiter`: token-rate-limit (it admits everything while no limit is set).
   api(const service_config& cfg, instance_store& store, reservation_store& reservations,
       audit_log& audit, reservation_set_store& sets, authenticator& auth, health& h,
-      const provider_registry& providers, token_rate_limiter* limiter = nullptr);
+      const provider_registry& providers, token_rate_limiter& limiter);
 
   void install(net::router& r);
   // Only /livez and /readyz (install() includes them).
@@ -62,7 +62,8 @@ class api {
   // `needed`: client routes take client and admin tokens; admin routes only admin tokens; a
   // driver token is refused on every route.
   [[nodiscard]] net::handler authenticated(handler_fn fn, token_role needed = token_role::client);
-  // Who made the request, and how: an audit record without its target, status and outcome.
+  // Who made the request, and how: an audit record without its status and outcome, its target
+  // the path (what a create acted on is its new resource instead).
   [[nodiscard]] static audit_event audit_origin(const net::request_context& ctx,
                                                 std::int64_t token_id);
   boost::asio::awaitable<void> audit(const net::request_context& ctx, std::int64_t token_id,
@@ -141,7 +142,7 @@ class api {
   authenticator& auth_;
   health& health_;
   const provider_registry& providers_;  // SIGHUP may add to it
-  token_rate_limiter* limiter_;
+  token_rate_limiter& limiter_;
   cluster_store* cluster_ = nullptr;
   std::string node_name_;
 };

@@ -809,13 +809,10 @@ asio::awaitable<result<std::vector<instance_store::read_result>>> instance_store
   for (auto* v : {&owners, &tokens}) v->reserve(items.size());
   for (auto* v : {&request_ids, &addresses, &actions, &methods, &targets}) v->reserve(items.size());
   ids.reserve(items.size());
-  const auto number = [](const std::optional<std::int64_t>& n) {
-    return n ? std::optional<std::string>(std::to_string(*n)) : std::nullopt;
-  };
   for (const auto& item : items) {
     ids.push_back(item.id);
-    owners.push_back(number(item.owner));
-    tokens.push_back(number(item.record.token_id));
+    owners.push_back(pg::to_param(item.owner));
+    tokens.push_back(pg::to_param(item.record.token_id));
     request_ids.push_back(item.record.request_id);
     addresses.push_back(item.record.address);
     actions.push_back(item.record.action);

@@ -273,7 +273,7 @@ int run_serve(const std::vector<std::string>& raw_args, serve_mode mode) {
       cfg->token_rate_limit,
       token_rate_limiter::burst_for(cfg->token_rate_limit, cfg->token_rate_burst),
       steady_clock::now, &rate_refused);
-  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, &limiter);
+  api http_api(*cfg, store, reservations, audit, sets, auth, status, registry, limiter);
   http_api.set_cluster(cluster_view, me.name);
   http_api.install(*routes);
   hub.install(*routes);

@@ -28,7 +28,7 @@ struct request_context {
   std::vector<std::pair<std::string, std::string>> params;  // ":name" captures, decoded
   std::string_view route;                                   // the matched route's name
   // Set by a handler that has written the request's audit record itself, in the transaction of
-  // the change it records (a create): the caller then records nothing more.
+  // the change it records (a create, a delete): the caller then records nothing more.
   bool audited = false;
 
   // The capture named `name`, or empty if the route has none.
