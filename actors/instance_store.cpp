@@ -215,17 +215,21 @@ WITH claimed AS (
   SET state = 'running', lease_owner = $1,
       lease_expires_at = now() + make_interval(secs => $2::double precision),
       attempts = j.attempts + 1, updated_at = now()
-  FROM (SELECT jj.id FROM jobs jj
-        WHERE jj.provider = $3
-          AND ((jj.state = 'queued' AND jj.run_at <= now())
-               OR (jj.state = 'running' AND jj.lease_expires_at < now()))
-        ORDER BY jj.run_at, jj.id
-        -- max-in-flight holds for the cluster: what every node runs under a live lease counts
-        LIMIT least($4::int, greatest(0, $5::int - (
-          SELECT count(*) FROM jobs r
-          WHERE r.provider = $3 AND r.state = 'running' AND r.lease_expires_at >= now())))
-        FOR UPDATE SKIP LOCKED) c
-  WHERE j.id = c.id
+  -- The ids as an array, not a join: however long the queue, the planner then expects as
+  -- many rows as a claim takes, also in the generic plan of the prepared statement, where it
+  -- cannot know the LIMIT and took a tenth of the queue, and joined it to every job and every
+  -- instance with a hash over a full scan of each.
+  WHERE j.id = ANY(ARRAY(
+    SELECT jj.id FROM jobs jj
+    WHERE jj.provider = $3
+      AND ((jj.state = 'queued' AND jj.run_at <= now())
+           OR (jj.state = 'running' AND jj.lease_expires_at < now()))
+    ORDER BY jj.run_at, jj.id
+    -- max-in-flight holds for the cluster: what every node runs under a live lease counts
+    LIMIT least($4::int, greatest(0, $5::int - (
+      SELECT count(*) FROM jobs r
+      WHERE r.provider = $3 AND r.state = 'running' AND r.lease_expires_at >= now())))
+    FOR UPDATE SKIP LOCKED))
   RETURNING j.*)
 SELECT j.id, j.kind, coalesce(j.instance_id::text, ''), j.attempts, j.max_attempts, j.cloud_key,
        coalesce(j.intent, '{}'::jsonb)::text, coalesce(i.state::text, r.state::text),
