@@ -11,8 +11,11 @@ cd "$root"
 
 bash deploy/dev/install-deps.sh
 
+# Line tables only: a sanitizer's report names files, lines and inlined frames from them, and
+# without the rest of the debug information the heaviest sources compile a fifth faster.
 build=${CLOUDBRAIN_TEST_BUILD:-$root/build/sanitize}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only -DNDEBUG" \
   -DCLOUDBRAIN_SANITIZE=ON -DCLOUDBRAIN_FUZZ=ON -DCLOUDBRAIN_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)"
 
