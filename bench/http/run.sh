@@ -8,6 +8,8 @@
 #
 # Beside each POST and GET figure: the CPU microseconds a request cost the service and the
 # PostgreSQL server over the run (their CPU time from /proc, whatever else the machine runs).
+# Beside the first target, its ceiling with no service at all: the service's own create
+# statement run by pgbench, 32 creates a statement from 2 clients, against the same INSERT.
 #
 # A Release build with the fake provider, wrk and pgbench on loopback, and a PostgreSQL cluster
 # of its own with fsync and synchronous_commit ON (the test clusters of tests/support/pg.sh run
@@ -235,11 +237,27 @@ if [[ ${CLOUDBRAIN_BENCH_MILLION:-1} != 0 ]]; then
   list_1m=$(list_p99)
 fi
 
+# The database alone: the service's own create statement (create_batch_sql), 32 creates a
+# statement from 2 clients (the service's two batches in flight), with no HTTP in front of it,
+# against the single-row INSERT run just before: how far group commit of what a create writes
+# can go on this machine, whatever the service does.
+python3 "$here/create_statement.py" "$root/actors/instance_store.cpp" 32 \
+  "${CLOUDBRAIN_TOKEN%%-*}" >"$CB_PG_DIR/create_statement.sql"
+alone_insert=$(pgbench_tps)
+alone_tps=$("$CB_PG_BIN/pgbench" -n -M prepared -c 2 -j 2 -T "$seconds" \
+  -f "$CB_PG_DIR/create_statement.sql" "$DATABASE_URL" 2>/dev/null |
+  sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' | cut -d. -f1)
+[[ -n $alone_tps ]] || { echo "the create statement alone did not run" >&2; exit 1; }
+alone_creates=$((alone_tps * 32))
+alone_ratio=$(awk -v a="$alone_creates" -v b="$alone_insert" 'BEGIN { printf "%.2f", a / b }')
+
 summary() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
   printf "median %s (min %s, max %s, %d rounds)", v[int((NR + 1) / 2)], v[1], v[NR], NR }'; }
 echo
 echo "== targets"
 echo "POST /instances / pgbench INSERT:  $(summary "${post_ratios[@]}")   target >= 1.5"
+echo "  ceiling at the database alone:  $alone_ratio (its own create statement, 32 a statement," \
+  "2 clients: $alone_creates creates/s against $alone_insert INSERTs/s)"
 echo "GET /instances/:id / GET /livez:   $(summary "${get_ratios[@]}")   target >= 0.5"
 echo "GET /instances p99, 8 connections: 10k rows $list_10k; 100k $list_100k; 1M $list_1m" \
   "  target < 10 ms, flat"
