@@ -124,9 +124,10 @@ wrk_run() {
                 v["non2xx"], v["socket_errors"] }' <<<"$out"
 }
 
+# pgbench_tps [SCRIPT CLIENTS]: transactions a second (by default the single-row INSERT).
 pgbench_tps() {
-  "$CB_PG_BIN/pgbench" -n -M prepared -c "$pgbench_clients" -j 2 -T "$seconds" \
-    -f "$here/pgbench_insert.sql" "$DATABASE_URL" 2>/dev/null |
+  "$CB_PG_BIN/pgbench" -n -M prepared -c "${2:-$pgbench_clients}" -j 2 -T "$seconds" \
+    -f "${1:-$here/pgbench_insert.sql}" "$DATABASE_URL" 2>/dev/null |
     sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' | cut -d. -f1
 }
 
@@ -244,9 +245,7 @@ fi
 python3 "$here/create_statement.py" "$root/actors/instance_store.cpp" 32 \
   "${CLOUDBRAIN_TOKEN%%-*}" >"$CB_PG_DIR/create_statement.sql"
 alone_insert=$(pgbench_tps)
-alone_tps=$("$CB_PG_BIN/pgbench" -n -M prepared -c 2 -j 2 -T "$seconds" \
-  -f "$CB_PG_DIR/create_statement.sql" "$DATABASE_URL" 2>/dev/null |
-  sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' | cut -d. -f1)
+alone_tps=$(pgbench_tps "$CB_PG_DIR/create_statement.sql" 2)
 [[ -n $alone_tps ]] || { echo "the create statement alone did not run" >&2; exit 1; }
 alone_creates=$((alone_tps * 32))
 alone_ratio=$(awk -v a="$alone_creates" -v b="$alone_insert" 'BEGIN { printf "%.2f", a / b }')

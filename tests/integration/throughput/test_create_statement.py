@@ -13,10 +13,7 @@ import subprocess
 import sys
 import unittest
 
-from cloudbrain_test import Database
-
-ROOT = os.environ.get("CLOUDBRAIN_SOURCE_DIR") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+from cloudbrain_test import Database, psql, require_env
 
 
 class CreateStatement(unittest.TestCase):
@@ -27,14 +24,13 @@ class CreateStatement(unittest.TestCase):
         self.addCleanup(db.drop)
         db.query("INSERT INTO tokens (id, description, salt, hash) VALUES "
                  "(7, 'bench', decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))")
+        root = require_env("CLOUDBRAIN_SOURCE_DIR")
         script = subprocess.run(
-            [sys.executable, os.path.join(ROOT, "bench", "http", "create_statement.py"),
-             os.path.join(ROOT, "actors", "instance_store.cpp"), str(self.CREATES), "7"],
+            [sys.executable, os.path.join(root, "bench", "http", "create_statement.py"),
+             os.path.join(root, "actors", "instance_store.cpp"), str(self.CREATES), "7"],
             check=True, capture_output=True, text=True, timeout=30).stdout
         self.assertNotIn("$", script)  # every parameter made in SQL
-        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", db.url],
-                             input=script, check=True, capture_output=True, text=True,
-                             timeout=30).stdout
+        out = psql(db.url, script)
         self.assertEqual(len(out.split()), self.CREATES, out)  # a row back for each create
         self.assertEqual(db.query(
             "SELECT (SELECT count(*) FROM instances WHERE created_by = 7 AND state = 'creating'), "
